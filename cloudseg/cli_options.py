@@ -1,0 +1,67 @@
+"""Options and error handling shared by every ``cloudseg-*`` command (as rasterio's ``rio``).
+
+A :class:`~cloudseg.errors.CloudsegError` reaches the user as one line on stderr and exit code 1;
+click's own usage errors keep exit code 2.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from cloudseg.errors import CloudsegError
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def one_line_errors(func: F) -> F:
+    """Turn a :class:`CloudsegError` raised by a command into click's one-line error."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except CloudsegError as exc:
+            raise click.ClickException(str(exc)) from exc
+
+    return wrapper  # type: ignore[return-value]
+
+
+overwrite_option = click.option(
+    "--overwrite", is_flag=True, help="Replace outputs that already exist (default: refuse)."
+)
+
+seed_option = click.option(
+    "--seed", type=int, default=0, show_default=True, help="Random seed, for reproducible output."
+)
+
+quiet_option = click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
+
+
+def out_dir_option(default_help: str) -> Callable[[F], F]:
+    """``--out DIR``: the folder the command writes into."""
+    return click.option(
+        "--out",
+        "out",
+        type=click.Path(file_okay=False, path_type=Path),
+        required=default_help == "",
+        help=f"Output folder{'; ' + default_help if default_help else ''}.",
+    )
+
+
+def progress_disabled(quiet: bool) -> bool:
+    """Progress bars are off when asked, and in CI, where they only flood the log."""
+    return quiet or os.environ.get("CI", "").lower() in {"1", "true"}
+
+
+def setup_logging(verbose: bool = False) -> None:
+    """Log to stderr as ``cloudseg: message``; INFO by default, DEBUG with ``verbose``."""
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO, format="%(name)s: %(message)s"
+    )
