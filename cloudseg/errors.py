@@ -23,6 +23,10 @@ class SceneError(CloudsegError, ValueError):
     """A Landsat scene (folder or GeoTIFF) cannot be read as the band contract needs."""
 
 
+class MissingBandError(SceneError, FileNotFoundError):
+    """A Landsat scene folder lacks a band file the band contract needs."""
+
+
 class ModelError(CloudsegError, ValueError):
     """A model file, checkpoint or model card does not fit what the tool needs."""
 
