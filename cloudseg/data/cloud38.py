@@ -1,0 +1,585 @@
+"""38-Cloud and 95-Cloud patch folders: layout, names, readers, scene split and stitching.
+
+The layout is written as data here, at the top, so that the reader and the synthetic dataset
+writer (:mod:`cloudseg.data.synthetic`) agree on every name.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+import os
+import re
+import warnings
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal, NamedTuple
+
+import numpy as np
+import rasterio
+from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
+
+from cloudseg.bands import BANDS
+from cloudseg.errors import DataError, MissingFileError
+
+# ---------------------------------------------------------------------------------------------
+# Layout
+# ---------------------------------------------------------------------------------------------
+
+#: Side of every 38-Cloud patch, in pixels.
+PATCH_SIZE = 384
+
+#: Folder of each split below the dataset root.
+SPLIT_DIRS: dict[str, str] = {"train": "38-Cloud_training", "test": "38-Cloud_test"}
+
+#: Band folders per split are ``<split>_<band>``; files in them are ``<band>_<patch name>.TIF``.
+BAND_FOLDER = "{split}_{band}"
+BAND_FILE = "{band}_{name}.TIF"
+
+#: Ground truth of training patches: ``train_gt/gt_<name>.TIF``, uint8, 0 clear / 255 cloud.
+GT_BAND = "gt"
+
+#: Whole-scene ground truth, used by the dataset's own evaluation (test split).
+ENTIRE_SCENE_GT_DIR = "Entire_scene_gts"
+ENTIRE_SCENE_GT_FILE = "edited_corrected_gts_{scene}.TIF"
+
+#: Patch lists (one column, ``name``) and scene lists, per split.
+PATCHES_CSV: dict[str, str] = {
+    "train": "training_patches_38-Cloud.csv",
+    "test": "test_patches_38-Cloud.csv",
+}
+#: Informative patches (less than 80 % no-data). Kaggle ships it beside ``38-Cloud_training``, some
+#: copies put it inside; both places are searched.
+NONEMPTY_CSV: dict[str, str] = {"train": "training_patches_38-cloud_nonempty.csv"}
+SCENES_CSV: dict[str, str] = {
+    "train": "training_sceneids_38-Cloud.csv",
+    "test": "test_sceneids_38-Cloud.csv",
+}
+CSV_COLUMN = "name"
+
+#: 95-Cloud adds 57 training scenes in one more folder beside 38-Cloud's (its test set is
+#: 38-Cloud's). Its nonempty list names the informative patches of all 75 training scenes, so
+#: listing keeps only those of the split asked for.
+EXTRA_SPLIT = "train95"
+CLOUD95_DIR = "95-cloud_training_only_additional_to38-cloud"
+CLOUD95_BAND_FOLDER = "train_{band}_additional_to38cloud"
+CLOUD95_PATCHES_CSV = "training_patches_95-cloud_additional_to_38-cloud.csv"
+CLOUD95_NONEMPTY_CSV = "training_patches_95-cloud_nonempty.csv"
+
+#: ``patch_<n>_<row>_by_<col>_<scene id>``; row and col are 1-based, n = (row-1)*ncols + col.
+PATCH_NAME = "patch_{n}_{row}_by_{col}_{scene}"
+PATCH_NAME_RE = re.compile(r"^patch_(?P<n>\d+)_(?P<row>\d+)_by_(?P<col>\d+)_(?P<scene>\S+)$")
+
+
+@dataclass(frozen=True)
+class SplitLayout:
+    """Where one split keeps its files, relative to the dataset root."""
+
+    folder: str
+    band_folder: str  # formatted with ``band=``
+    patches_csv: str
+    nonempty_csv: str | None
+    scenes_csv: str | None
+    has_gt: bool  # per-patch ground truth (``gt`` band folder)
+
+
+SPLITS: dict[str, SplitLayout] = {
+    split: SplitLayout(
+        folder=SPLIT_DIRS[split],
+        band_folder=BAND_FOLDER.format(split=split, band="{band}"),
+        patches_csv=PATCHES_CSV[split],
+        nonempty_csv=NONEMPTY_CSV.get(split),
+        scenes_csv=SCENES_CSV[split],
+        has_gt=split == "train",
+    )
+    for split in SPLIT_DIRS
+}
+SPLITS[EXTRA_SPLIT] = SplitLayout(
+    CLOUD95_DIR, CLOUD95_BAND_FOLDER, CLOUD95_PATCHES_CSV, CLOUD95_NONEMPTY_CSV, None, True
+)
+
+
+@dataclass(frozen=True)
+class PatchId:
+    """Where a patch sits: its scene and 1-based grid position."""
+
+    n: int
+    row: int
+    col: int
+    scene: str
+
+    @property
+    def name(self) -> str:
+        return PATCH_NAME.format(n=self.n, row=self.row, col=self.col, scene=self.scene)
+
+    @property
+    def ncols(self) -> int | None:
+        """Columns of the scene grid, known from ``n`` only below the first row."""
+        return (self.n - self.col) // (self.row - 1) if self.row > 1 else None
+
+
+def patch_name(row: int, col: int, ncols: int, scene: str) -> str:
+    """Name of the patch at 1-based ``(row, col)`` of a scene grid ``ncols`` patches wide."""
+    return PatchId((row - 1) * ncols + col, row, col, scene).name
+
+
+def split_layout(split: str) -> SplitLayout:
+    """The layout of ``split`` (``train``, ``test`` or ``train95``), else :class:`DataError`."""
+    if split not in SPLITS:
+        raise DataError(f"unknown split {split!r}; expected one of {', '.join(SPLITS)}")
+    return SPLITS[split]
+
+
+def band_file(root: Path, split: str, band: str, name: str) -> Path:
+    """Path of one band (``red``, ``green``, ``blue``, ``nir`` or ``gt``) of patch ``name``."""
+    return _band_path(Path(root) / split_layout(split).folder, split, band, name)
+
+
+def entire_scene_gt_file(root: Path, split: str, scene: str) -> Path:
+    """Path of a scene's whole ground-truth mask."""
+    return _scene_gt_path(Path(root) / split_layout(split).folder, scene)
+
+
+def _band_path(folder: Path, split: str, band: str, name: str) -> Path:
+    return (
+        folder
+        / SPLITS[split].band_folder.format(band=band)
+        / BAND_FILE.format(band=band, name=name)
+    )
+
+
+def _scene_gt_path(folder: Path, scene: str) -> Path:
+    return folder / ENTIRE_SCENE_GT_DIR / ENTIRE_SCENE_GT_FILE.format(scene=scene)
+
+
+def grid_shape(height: int, width: int, patch_size: int = PATCH_SIZE) -> tuple[int, int]:
+    """Fewest patch rows and columns that cover a ``height`` x ``width`` scene."""
+    return math.ceil(height / patch_size), math.ceil(width / patch_size)
+
+
+def pad_offsets(
+    height: int,
+    width: int,
+    padded_height: int | None = None,
+    padded_width: int | None = None,
+    patch_size: int = PATCH_SIZE,
+) -> tuple[int, int]:
+    """Top and left zero padding that centres a scene in its padded patch grid.
+
+    The dataset's evaluation crops stitched scenes at ``floor((padded - size) / 2)``; padding with
+    these offsets is its inverse, so a writer and :func:`stitch` agree by construction.
+
+    Args:
+        height, width: scene size in pixels.
+        padded_height, padded_width: padded size; by default the smallest multiple of
+            ``patch_size`` that covers the scene.
+
+    Returns:
+        ``(top, left)`` in pixels; bottom and right padding take the remainder.
+    """
+    rows, cols = grid_shape(height, width, patch_size)
+    ph = rows * patch_size if padded_height is None else padded_height
+    pw = cols * patch_size if padded_width is None else padded_width
+    return (ph - height) // 2, (pw - width) // 2
+
+
+# ---------------------------------------------------------------------------------------------
+# Names and lists
+# ---------------------------------------------------------------------------------------------
+
+
+def parse_patch_name(name: str) -> PatchId:
+    """Parse ``patch_<n>_<row>_by_<col>_<scene>``; :class:`DataError` naming ``name`` if bad."""
+    match = PATCH_NAME_RE.match(name.strip())
+    if match is None:
+        raise DataError(f"{name!r} is not a 38-Cloud patch name (patch_<n>_<row>_by_<col>_<scene>)")
+    pid = PatchId(int(match["n"]), int(match["row"]), int(match["col"]), match["scene"])
+    ncols = pid.ncols
+    if pid.row < 1 or pid.col < 1 or (pid.row == 1 and pid.n != pid.col):
+        raise DataError(f"{name!r}: row and col must be >= 1 and n = (row - 1) * ncols + col")
+    if ncols is not None and ((pid.n - pid.col) % (pid.row - 1) or ncols < pid.col):
+        raise DataError(f"{name!r}: n = {pid.n} fits no grid with row {pid.row}, col {pid.col}")
+    return pid
+
+
+def find_split(path: str | os.PathLike[str], split: str = "train") -> Path:
+    """Folder of ``split``: ``path/<split folder>``, or ``path`` itself if it is that folder.
+
+    Raises:
+        MissingFileError: ``path`` is neither, naming it.
+    """
+    layout = split_layout(split)
+    path = Path(path)
+    if not path.is_dir():
+        raise MissingFileError(f"{path}: no such dataset folder")
+    if (path / layout.folder).is_dir():
+        return path / layout.folder
+    if (path / layout.patches_csv).is_file() or (
+        path / layout.band_folder.format(band=BANDS[0])
+    ).is_dir():
+        return path
+    raise MissingFileError(
+        f"{path}: not a 38-Cloud dataset (no {layout.folder} folder, nor the "
+        f"{layout.patches_csv} of the {split} split)"
+    )
+
+
+def read_patch_csv(csv_path: Path) -> list[PatchId]:
+    """Patches named in a 38-Cloud CSV (column ``name``), in file order, duplicates dropped.
+
+    A byte-order mark, spaces around cells and empty lines are tolerated.
+    """
+    csv_path = Path(csv_path)
+    if not csv_path.is_file():
+        raise MissingFileError(f"{csv_path} is missing")
+    try:
+        text = csv_path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError:
+        raise DataError(f"{csv_path}: not a text CSV file") from None
+    reader = csv.reader(io.StringIO(text))
+    header: list[str] | None = None
+    seen: dict[PatchId, None] = {}
+    for row in reader:
+        cells = [c.strip() for c in row]
+        if not any(cells):
+            continue
+        if header is None:
+            header = [c.lower() for c in cells]
+            if CSV_COLUMN not in header:
+                raise DataError(f"{csv_path}: no {CSV_COLUMN!r} column in header {row}")
+            column = header.index(CSV_COLUMN)
+            continue
+        name = cells[column] if column < len(cells) else ""
+        if name:
+            try:
+                seen.setdefault(parse_patch_name(name), None)
+            except DataError as exc:
+                raise DataError(f"{csv_path}, line {reader.line_num}: {exc}") from None
+    return list(seen)
+
+
+def list_patches(
+    root: str | os.PathLike[str], split: str = "train", nonempty: bool = False, check: bool = True
+) -> list[PatchId]:
+    """Patches of ``split`` from its CSV, optionally only those in the nonempty CSV.
+
+    Args:
+        root: dataset root (holding ``38-Cloud_training``) or the split folder itself.
+        nonempty: keep only the informative patches the dataset lists.
+        check: verify, with one folder listing per band, that every band file exists.
+    """
+    folder = find_split(root, split)
+    layout = SPLITS[split]
+    patches = read_patch_csv(folder / layout.patches_csv)
+    source = folder / layout.patches_csv
+    if nonempty:
+        if layout.nonempty_csv is None:
+            raise DataError(f"the {split} split has no list of nonempty patches")
+        places = [folder / layout.nonempty_csv, folder.parent / layout.nonempty_csv]
+        found = [p for p in places if p.is_file()]
+        if not found:
+            raise MissingFileError(f"{places[0]} is missing (also looked for {places[1]})")
+        keep = set(read_patch_csv(found[0]))
+        patches = [p for p in patches if p in keep]
+        source = found[0]
+    if check:
+        check_patches(folder, split, patches, source)
+    return patches
+
+
+def check_patches(
+    root: str | os.PathLike[str], split: str, patches: Sequence[PatchId], source: object = "list"
+) -> None:
+    """Raise :class:`MissingFileError` naming the first band file of ``patches`` not on disk."""
+    folder = find_split(root, split)
+    layout = SPLITS[split]
+    for band in (*BANDS, GT_BAND) if layout.has_gt else BANDS:
+        band_dir = folder / layout.band_folder.format(band=band)
+        if not band_dir.is_dir():
+            raise MissingFileError(
+                f"{band_dir} is missing: no {band} band for the {len(patches)} patches of {source}"
+            )
+        # One listing per band, not a stat per file: 40 000 stats are slow on network disks.
+        present = set(os.listdir(band_dir))
+        missing = [p for p in patches if BAND_FILE.format(band=band, name=p.name) not in present]
+        if missing:
+            more = f"; {len(missing) - 1} more {band} files are missing" if len(missing) > 1 else ""
+            first = band_dir / BAND_FILE.format(band=band, name=missing[0].name)
+            raise MissingFileError(f"{first} is missing ({source} lists it{more})")
+
+
+def scenes_of(patches: Iterable[PatchId]) -> list[str]:
+    """Sorted scene ids of ``patches``."""
+    return sorted({p.scene for p in patches})
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading
+# ---------------------------------------------------------------------------------------------
+
+
+def _describe(count: int, dtype: str, shape: tuple[int, int] | None) -> str:
+    size = "any size" if shape is None else f"{shape[0]} x {shape[1]}"
+    return f"{size} {dtype}, {count} band{'s' if count != 1 else ''}"
+
+
+def _rasterio_reason(path: Path, exc: RasterioIOError) -> str:
+    # GDAL's message repeats the path the caller already names; keep one line, without it.
+    first = (str(exc).splitlines() or [type(exc).__name__])[0]
+    return first.replace(f"'{path}'", "").replace(str(path), "").strip(" :.") or type(exc).__name__
+
+
+def _read_single_band(path: Path, dtype: str, shape: tuple[int, int] | None) -> np.ndarray:
+    if not path.is_file():
+        raise MissingFileError(f"{path} is missing")
+    try:
+        # 38-Cloud patches carry no georeferencing; the warning would repeat once per file.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", NotGeoreferencedWarning)
+            with rasterio.open(path) as src:
+                if src.count != 1 or src.dtypes[0] != dtype or shape not in (None, src.shape):
+                    found = _describe(src.count, src.dtypes[0], src.shape)
+                    raise DataError(f"{path}: {found}, expected {_describe(1, dtype, shape)}")
+                return src.read(1)
+    except RasterioIOError as exc:
+        raise DataError(f"{path}: not a readable TIFF ({_rasterio_reason(path, exc)})") from None
+
+
+def read_image(root: str | os.PathLike[str], split: str, patch: str | PatchId) -> np.ndarray:
+    """The four bands of a patch.
+
+    Returns:
+        ``(4, 384, 384)`` uint16 digital numbers in :data:`cloudseg.bands.BANDS` order.
+    """
+    folder = find_split(root, split)
+    name = patch.name if isinstance(patch, PatchId) else parse_patch_name(patch).name
+    shape = (PATCH_SIZE, PATCH_SIZE)
+    image = np.empty((len(BANDS), *shape), dtype=np.uint16)
+    for i, band in enumerate(BANDS):
+        image[i] = _read_single_band(_band_path(folder, split, band, name), "uint16", shape)
+    return image
+
+
+def read_mask(root: str | os.PathLike[str], split: str, patch: str | PatchId) -> np.ndarray | None:
+    """A patch's cloud mask, ``(384, 384)`` bool (gt == 255), or None if the split has no gt."""
+    folder = find_split(root, split)
+    if not SPLITS[split].has_gt:
+        return None
+    name = patch.name if isinstance(patch, PatchId) else parse_patch_name(patch).name
+    gt = _read_single_band(
+        _band_path(folder, split, GT_BAND, name), "uint8", (PATCH_SIZE, PATCH_SIZE)
+    )
+    return gt == 255
+
+
+def read_patch(
+    root: str | os.PathLike[str], split: str, patch: str | PatchId
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """A patch's bands and cloud mask.
+
+    Returns:
+        ``image`` ``(4, 384, 384)`` uint16 in band order red, green, blue, nir; ``mask``
+        ``(384, 384)`` bool (cloud where gt == 255), or None for a split without patch gt.
+
+    Raises:
+        DataError: a file is missing, not a TIFF, or of the wrong size or dtype (names the file).
+    """
+    return read_image(root, split, patch), read_mask(root, split, patch)
+
+
+def is_empty(image: np.ndarray) -> bool:
+    """True if ``image`` ``(B, H, W)`` is no-data everywhere (every band 0)."""
+    return not np.any(image)
+
+
+def empty_patches(
+    root: str | os.PathLike[str], split: str, patches: Iterable[PatchId]
+) -> list[PatchId]:
+    """The patches whose bands are all 0 (those in the black margin of their scene)."""
+    return [p for p in patches if is_empty(read_image(root, split, p))]
+
+
+def _raster_shape(path: Path) -> tuple[int, int]:
+    if not path.is_file():
+        raise MissingFileError(f"{path} is missing (pass the scene size to do without it)")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", NotGeoreferencedWarning)
+            with rasterio.open(path) as src:
+                return src.shape
+    except RasterioIOError as exc:
+        raise DataError(f"{path}: not a readable TIFF ({_rasterio_reason(path, exc)})") from None
+
+
+def read_scene_gt(root: str | os.PathLike[str], split: str, scene: str) -> np.ndarray:
+    """A scene's whole ground truth, ``Entire_scene_gts/edited_corrected_gts_<scene>.TIF``.
+
+    Returns:
+        ``(H, W)`` bool, True for cloud; the file may hold 0/255 or 0/1.
+    """
+    path = _scene_gt_path(find_split(root, split), scene)
+    gt = _read_single_band(path, "uint8", None)
+    counts = np.bincount(gt.ravel(), minlength=256)
+    present = set(np.flatnonzero(counts).tolist())
+    if present <= {0, 1}:
+        return gt == 1
+    if present <= {0, 255}:
+        return gt == 255
+    raise DataError(f"{path}: values {sorted(present)[:6]} are not 0/255 (or 0/1)")
+
+
+# ---------------------------------------------------------------------------------------------
+# Scenes: split and stitching
+# ---------------------------------------------------------------------------------------------
+
+
+class SceneSplit(NamedTuple):
+    """Training and validation patches, with no scene on both sides."""
+
+    train: list[PatchId]
+    valid: list[PatchId]
+
+    @property
+    def train_scenes(self) -> list[str]:
+        return scenes_of(self.train)
+
+    @property
+    def valid_scenes(self) -> list[str]:
+        return scenes_of(self.valid)
+
+
+def split_by_scene(patches: Sequence[PatchId], val_fraction: float, seed: int = 0) -> SceneSplit:
+    """Split patches into training and validation by scene, reproducibly for a ``seed``.
+
+    Neighbouring patches of a scene are strongly correlated, so a patch-level split would leak.
+    With ``val_fraction`` > 0 and two or more scenes, each side gets at least one scene;
+    ``val_fraction`` = 0 puts everything in training. Both lists keep the input order.
+    """
+    if not 0 <= val_fraction < 1:
+        raise DataError(f"validation fraction {val_fraction} is not in [0, 1)")
+    scenes = scenes_of(patches)
+    n_valid = 0
+    if val_fraction > 0 and len(scenes) >= 2:
+        n_valid = min(max(round(val_fraction * len(scenes)), 1), len(scenes) - 1)
+    order = np.random.default_rng(seed).permutation(len(scenes))
+    valid_scenes = {scenes[i] for i in order[:n_valid]}
+    return SceneSplit(
+        [p for p in patches if p.scene not in valid_scenes],
+        [p for p in patches if p.scene in valid_scenes],
+    )
+
+
+def infer_grid(patches: Iterable[PatchId]) -> tuple[int, int]:
+    """Rows and columns of a scene's patch grid, from the names of its patches.
+
+    Rows are the largest row present; columns come from ``n = (row - 1) * ncols + col`` when a
+    patch below the first row is present, else the largest column.
+    """
+    patches = list(patches)
+    if not patches:
+        raise DataError("no patches: cannot infer a patch grid")
+    known = {p.ncols for p in patches if p.ncols is not None}
+    if len(known) > 1:
+        raise DataError(f"patch names of scene {patches[0].scene} disagree on ncols: {known}")
+    ncols = known.pop() if known else max(p.col for p in patches)
+    return max(p.row for p in patches), ncols
+
+
+class _Canvas:
+    """A scene-sized array that patches are placed into, cropped as the dataset's evaluation.
+
+    The evaluation pads nothing itself: it places patches at ``(row - 1) * P``, ``(col - 1) * P``
+    and crops the centre ``floor((padded - gt) / 2)``. Placing each patch straight into the
+    cropped array gives the same result without holding the padded scene in memory.
+    """
+
+    def __init__(self, gt_shape: tuple[int, int], grid: tuple[int, int], sample: np.ndarray):
+        self.size = sample.shape[-1]
+        height, width = gt_shape
+        self.grid = grid
+        self.top, self.left = pad_offsets(
+            height, width, grid[0] * self.size, grid[1] * self.size, self.size
+        )
+        if self.top < 0 or self.left < 0:
+            raise DataError(
+                f"a {grid[0]} x {grid[1]} grid of {self.size} px patches is smaller than the "
+                f"{height} x {width} ground truth"
+            )
+        self.array = np.zeros((*sample.shape[:-2], height, width), dtype=sample.dtype)
+
+    def place(self, pid: PatchId, patch: np.ndarray) -> None:
+        if pid.row > self.grid[0] or pid.col > self.grid[1]:
+            raise DataError(f"patch {pid.name} lies outside the {self.grid} grid")
+        size = self.size
+        if patch.shape[-2:] != (size, size) or patch.shape[:-2] != self.array.shape[:-2]:
+            raise DataError(f"patch {pid.name} has shape {patch.shape}, unlike the others")
+        height, width = self.array.shape[-2:]
+        y0, x0 = (pid.row - 1) * size - self.top, (pid.col - 1) * size - self.left
+        ys, ye, xs, xe = max(y0, 0), min(y0 + size, height), max(x0, 0), min(x0 + size, width)
+        if ys < ye and xs < xe:
+            self.array[..., ys:ye, xs:xe] = patch[..., ys - y0 : ye - y0, xs - x0 : xe - x0]
+
+
+def stitch(
+    patches: Mapping[PatchId, np.ndarray],
+    gt_shape: tuple[int, int],
+    grid: tuple[int, int] | None = None,
+) -> np.ndarray:
+    """Put a scene's patches together and crop the padding, as the dataset's evaluation does.
+
+    Args:
+        patches: ``(..., P, P)`` arrays of one scene, any dtype, by patch id; missing patches
+            stay 0.
+        gt_shape: ``(H, W)`` of the scene's ground truth.
+        grid: ``(rows, cols)`` of the padded grid; inferred from the names by default.
+
+    Returns:
+        ``(..., H, W)`` array of the patches' dtype.
+    """
+    if not patches:
+        raise DataError("no patches to stitch")
+    if len(scenes_of(patches)) > 1:
+        raise DataError(f"cannot stitch patches of several scenes: {scenes_of(patches)}")
+    canvas = _Canvas(gt_shape, grid or infer_grid(patches), next(iter(patches.values())))
+    for pid, patch in patches.items():
+        canvas.place(pid, patch)
+    return canvas.array
+
+
+def stitch_scene(
+    root: str | os.PathLike[str],
+    split: str,
+    scene: str,
+    kind: Literal["mask", "image"] = "mask",
+    gt_shape: tuple[int, int] | None = None,
+    grid: tuple[int, int] | None = None,
+) -> np.ndarray:
+    """Stitch every patch of ``scene`` listed in the split's CSV, one patch in memory at a time.
+
+    Args:
+        kind: ``"mask"`` for the patches' ground truth, ``"image"`` for their bands.
+        gt_shape: ``(H, W)``; by default the size of the scene's ``Entire_scene_gts`` file.
+
+    Returns:
+        ``(H, W)`` bool for ``"mask"``; ``(4, H, W)`` uint16 for ``"image"``.
+    """
+    folder = find_split(root, split)
+    if kind == "mask" and not SPLITS[split].has_gt:
+        raise DataError(f"the {split} split has no patch ground truth to stitch")
+    patches = [p for p in list_patches(folder, split, check=False) if p.scene == scene]
+    if not patches:
+        raise DataError(f"{folder / SPLITS[split].patches_csv} lists no patch of scene {scene}")
+    if gt_shape is None:
+        gt_shape = _raster_shape(_scene_gt_path(folder, scene))
+
+    def read(pid: PatchId) -> np.ndarray:
+        return read_mask(folder, split, pid) if kind == "mask" else read_image(folder, split, pid)
+
+    first = read(patches[0])
+    canvas = _Canvas(gt_shape, grid or infer_grid(patches), first)
+    canvas.place(patches[0], first)
+    for pid in patches[1:]:
+        canvas.place(pid, read(pid))
+    return canvas.array
