@@ -351,26 +351,34 @@ def read_image(root: str | os.PathLike[str], split: str, patch: str | PatchId) -
     """The four bands of a patch.
 
     Returns:
-        ``(4, 384, 384)`` uint16 digital numbers in :data:`cloudseg.bands.BANDS` order.
+        ``(4, P, P)`` uint16 digital numbers in :data:`cloudseg.bands.BANDS` order; P is 384 in
+        38-Cloud and 95-Cloud (synthetic datasets may use other sizes; bands must agree).
     """
     folder = find_split(root, split)
     name = patch.name if isinstance(patch, PatchId) else parse_patch_name(patch).name
-    shape = (PATCH_SIZE, PATCH_SIZE)
-    image = np.empty((len(BANDS), *shape), dtype=np.uint16)
-    for i, band in enumerate(BANDS):
-        image[i] = _read_single_band(_band_path(folder, split, band, name), "uint16", shape)
+    first = _read_single_band(_band_path(folder, split, BANDS[0], name), "uint16", None)
+    image = np.empty((len(BANDS), *first.shape), dtype=np.uint16)
+    image[0] = first
+    for i, band in enumerate(BANDS[1:], start=1):
+        image[i] = _read_single_band(_band_path(folder, split, band, name), "uint16", first.shape)
     return image
 
 
-def read_mask(root: str | os.PathLike[str], split: str, patch: str | PatchId) -> np.ndarray | None:
-    """A patch's cloud mask, ``(384, 384)`` bool (gt == 255), or None if the split has no gt."""
+def read_mask(
+    root: str | os.PathLike[str],
+    split: str,
+    patch: str | PatchId,
+    shape: tuple[int, int] | None = (PATCH_SIZE, PATCH_SIZE),
+) -> np.ndarray | None:
+    """A patch's cloud mask, ``(P, P)`` bool (gt == 255), or None if the split has no gt.
+
+    ``shape`` is the size the gt must have (the bands' size); None accepts any.
+    """
     folder = find_split(root, split)
     if not SPLITS[split].has_gt:
         return None
     name = patch.name if isinstance(patch, PatchId) else parse_patch_name(patch).name
-    gt = _read_single_band(
-        _band_path(folder, split, GT_BAND, name), "uint8", (PATCH_SIZE, PATCH_SIZE)
-    )
+    gt = _read_single_band(_band_path(folder, split, GT_BAND, name), "uint8", shape)
     return gt == 255
 
 
@@ -380,13 +388,14 @@ def read_patch(
     """A patch's bands and cloud mask.
 
     Returns:
-        ``image`` ``(4, 384, 384)`` uint16 in band order red, green, blue, nir; ``mask``
-        ``(384, 384)`` bool (cloud where gt == 255), or None for a split without patch gt.
+        ``image`` ``(4, P, P)`` uint16 in band order red, green, blue, nir; ``mask`` ``(P, P)``
+        bool (cloud where gt == 255), or None for a split without patch gt.
 
     Raises:
         DataError: a file is missing, not a TIFF, or of the wrong size or dtype (names the file).
     """
-    return read_image(root, split, patch), read_mask(root, split, patch)
+    image = read_image(root, split, patch)
+    return image, read_mask(root, split, patch, image.shape[-2:])
 
 
 def is_empty(image: np.ndarray) -> bool:
