@@ -39,10 +39,15 @@ class InputTransform:
 
     def apply(self, raw: np.ndarray) -> np.ndarray:
         """Normalise ``(..., B, H, W)`` raw values into float32 model input."""
+        return self.standardise(
+            raw.astype(np.float32) * np.float32(self.scale) + np.float32(self.offset)
+        )
+
+    def standardise(self, scaled: np.ndarray) -> np.ndarray:
+        """The second step alone: ``(scaled - mean) / std`` for values already scaled."""
         mean = np.asarray(self.mean, np.float32)[:, None, None]
         std = np.asarray(self.std, np.float32)[:, None, None]
-        x = raw.astype(np.float32) * np.float32(self.scale) + np.float32(self.offset)
-        return (x - mean) / std
+        return (scaled.astype(np.float32, copy=False) - mean) / std
 
 
 @dataclass(frozen=True)
@@ -76,10 +81,11 @@ class ModelCard:
         return [self.classes.index(c) for c in self.cloud_classes]
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return _finite(asdict(self))
 
     def to_json(self) -> str:
-        return json.dumps(self.to_dict(), indent=2, sort_keys=False)
+        # Strict JSON: an undefined score (NaN) is written as null, never as the bare NaN token.
+        return json.dumps(self.to_dict(), indent=2, allow_nan=False)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], source: str = "card") -> ModelCard:
@@ -115,6 +121,17 @@ class ModelCard:
         if not isinstance(data, dict):
             raise ModelError(f"{source}: model card must be a JSON object")
         return cls.from_dict(data, source)
+
+
+def _finite(value: Any) -> Any:
+    """``value`` with every non-finite float (an undefined score) replaced by None."""
+    if isinstance(value, float) and not np.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return type(value)(_finite(v) for v in value)
+    return value
 
 
 def _problems(card: ModelCard) -> list[str]:

@@ -74,3 +74,11 @@ def test_missing_field_and_bad_json_are_one_line_errors(tmp_path):
 
 def test_sidecar_name():
     assert sidecar_path("/m/model_4b.onnx").name == "model_4b.onnx.card.json"
+
+
+def test_undefined_scores_are_written_as_null(tmp_path):
+    card = make_card(scores={"precision": float("nan"), "jaccard": 0.5})
+    path = tmp_path / "card.json"
+    write_json(card, path)
+    assert '"precision": null' in path.read_text()
+    assert json.loads(path.read_text())["scores"] == {"precision": None, "jaccard": 0.5}

@@ -1,0 +1,166 @@
+"""``cloudseg-train``: train r18 (fastai) or r34 (PyTorch) on a 38-Cloud-layout folder."""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import sys
+from pathlib import Path
+
+import click
+
+from cloudseg.cli_options import one_line_errors, overwrite_option, quiet_option, seed_option
+
+log = logging.getLogger("cloudseg.train")
+
+#: Module holding each model's ``train(config, data, run_dir) -> TrainResult``.
+PIPELINES = {"r18": "cloudseg.train.fastai_r18", "r34": "cloudseg.train.torch_r34"}
+
+EPILOG = """\b
+Examples:
+  cloudseg-train --model r18 ~/data/38-Cloud --epochs 10 --fine-tune-epochs 5
+  cloudseg-train --model r34 demo/38cloud --size 128 --epochs 3 --no-pretrained --limit 64
+
+The run folder (default: $CLOUDSEG_HOME/runs/<model>-<time>, CLOUDSEG_HOME defaulting to
+~/.cache/cloudseg) receives best.pth, card.json, log.csv and the plots; cloudseg-export takes
+the newest run of a model from there.
+"""
+
+
+@click.command(epilog=EPILOG)
+@click.argument("data_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option(
+    "--model",
+    type=click.Choice(sorted(PIPELINES)),
+    required=True,
+    help="r18: fastai UNet on ResNet18; r34: PyTorch UNet on ResNet34.",
+)
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Run folder (default: a new folder under $CLOUDSEG_HOME/runs).",
+)
+@click.option(
+    "--size",
+    type=int,
+    default=192,
+    show_default=True,
+    help="Patch size of the first stage (patches are resized from 384).",
+)
+@click.option(
+    "--fine-tune-size",
+    type=int,
+    default=384,
+    show_default=True,
+    help="Patch size of the fine-tuning stage; 0 skips it.",
+)
+@click.option("--epochs", type=int, default=10, show_default=True)
+@click.option("--fine-tune-epochs", type=int, default=5, show_default=True)
+@click.option("--bs", type=int, default=8, show_default=True, help="Batch size.")
+@click.option(
+    "--lr",
+    type=float,
+    default=None,
+    help="Learning rate (default: lr_find's suggestion for r18, 1e-3 for r34).",
+)
+@click.option("--lr-find-iters", type=int, default=100, show_default=True)
+@click.option("--limit", type=int, default=None, help="Use only N patches (smoke runs).")
+@click.option(
+    "--val-fraction",
+    type=float,
+    default=0.2,
+    show_default=True,
+    help="Share of scenes held out for validation.",
+)
+@click.option("--nonempty", is_flag=True, help="Only patches in the dataset's _nonempty list.")
+@click.option(
+    "--stats",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="band_stats.json from cloudseg-eda (default: measure).",
+)
+@click.option(
+    "--pretrained/--no-pretrained",
+    default=True,
+    show_default=True,
+    help="Start from ImageNet weights in the local torch cache ($TORCH_HOME).",
+)
+@click.option("--workers", type=int, default=0, show_default=True, help="DataLoader workers.")
+@click.option("--cache", is_flag=True, help="Keep patches in memory after the first epoch.")
+@seed_option
+@overwrite_option
+@quiet_option
+@one_line_errors
+def main(
+    data_dir: Path,
+    model: str,
+    out: Path | None,
+    size: int,
+    fine_tune_size: int,
+    epochs: int,
+    fine_tune_epochs: int,
+    bs: int,
+    lr: float | None,
+    lr_find_iters: int,
+    limit: int | None,
+    val_fraction: float,
+    nonempty: bool,
+    stats: Path | None,
+    pretrained: bool,
+    workers: int,
+    cache: bool,
+    seed: int,
+    overwrite: bool,
+    quiet: bool,
+) -> None:
+    """Train a cloud-segmentation UNet on the training split of DATA_DIR."""
+    from cloudseg.cli_options import progress_disabled, setup_logging
+    from cloudseg.train.common import TrainConfig, run_card, save_run_card, seed_everything
+    from cloudseg.train.data import prepare_data
+    from cloudseg.train.models import check_input_size
+    from cloudseg.train.runs import new_run_dir
+
+    setup_logging()
+    for s in (size, fine_tune_size or 32):
+        check_input_size(s, s)
+    config = TrainConfig(
+        model=model,
+        data_dir=data_dir,
+        size=size,
+        fine_tune_size=fine_tune_size or None,
+        epochs=epochs,
+        fine_tune_epochs=fine_tune_epochs,
+        bs=bs,
+        lr=lr,
+        limit=limit,
+        seed=seed,
+        pretrained=pretrained,
+        nonempty=nonempty,
+        val_fraction=val_fraction,
+        stats=stats,
+        workers=workers,
+        cache=cache,
+        lr_find_iters=lr_find_iters,
+        quiet=progress_disabled(quiet),
+    )
+    seed_everything(seed)
+    data = prepare_data(data_dir, val_fraction, seed, limit, nonempty, stats)
+    run_dir = new_run_dir(model, out, overwrite)
+    log.info(
+        "run folder %s: %d training patches (%d scenes), %d validation patches (%d scenes)",
+        run_dir,
+        len(data.train),
+        len(data.train_scenes),
+        len(data.valid),
+        len(data.valid_scenes),
+    )
+    pipeline = importlib.import_module(PIPELINES[model])
+    result = pipeline.train(config, data, run_dir)
+    card = run_card(config, data, result.scores, result.history)
+    save_run_card(run_dir, card)
+    scores = ", ".join(f"{k} {v:.4f}" for k, v in sorted(result.scores.items()))
+    click.echo(f"{run_dir}: best validation {scores}")
+    if result.interrupted:
+        click.echo("training interrupted: the best checkpoint so far is kept", err=True)
+        sys.exit(130)

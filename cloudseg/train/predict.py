@@ -1,0 +1,95 @@
+"""Run a trained model from its run folder on raw 4-band patches, as the card says.
+
+This is the native PyTorch path: training figures, ``cloudseg-eval patches`` and (later) the
+engine's torch backend all go through it, so normalisation and output decoding live in one place.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from cloudseg.card import ModelCard, read_json
+from cloudseg.errors import MissingFileError, ModelError
+from cloudseg.train.models import MODELS, build_model, check_input_size
+from cloudseg.train.runs import BEST_WEIGHTS, CARD
+
+
+def model_name_of(card: ModelCard) -> str:
+    """``cloudseg-r18`` -> ``r18``; refuses cards of models this package cannot build."""
+    name = card.name.removeprefix("cloudseg-")
+    if name not in MODELS:
+        raise ModelError(f"model card names {card.name!r}, not one of {sorted(MODELS)}")
+    return name
+
+
+def load_state_dict(model: nn.Module, path: Path) -> nn.Module:
+    """Load a ``state_dict`` file into ``model``; a wrong architecture is a one-line error."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise MissingFileError(f"{path}: no checkpoint there") from None
+    except (RuntimeError, EOFError, ValueError) as exc:
+        raise ModelError(f"{path}: not a readable PyTorch checkpoint ({exc})") from None
+    if not isinstance(state, dict):
+        raise ModelError(f"{path}: holds a {type(state).__name__}, not a state_dict")
+    result = model.load_state_dict(state, strict=False)
+    if result.missing_keys or result.unexpected_keys:
+        raise ModelError(
+            f"{path}: checkpoint does not fit this architecture "
+            f"({len(result.missing_keys)} missing, {len(result.unexpected_keys)} unexpected "
+            f"weights, e.g. {(result.missing_keys or result.unexpected_keys)[0]!r})"
+        )
+    return model
+
+
+def load_run(run_dir: Path) -> tuple[nn.Module, ModelCard]:
+    """The best model of a run folder, in eval mode on the CPU, and its card."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise MissingFileError(f"{run_dir}: no such run folder")
+    card = read_json(run_dir / CARD)
+    model = build_model(model_name_of(card), pretrained=False, img_size=card.tile_size)
+    load_state_dict(model, run_dir / BEST_WEIGHTS)
+    return model.eval(), card
+
+
+def cloud_probability(logits: torch.Tensor, card: ModelCard) -> torch.Tensor:
+    """``(N, C, H, W)`` logits -> ``(N, H, W)`` cloud probability, by the card's output kind."""
+    if card.output_kind == "sigmoid":
+        return torch.sigmoid(logits[:, 0])
+    return torch.softmax(logits, dim=1)[:, card.cloud_class_indices].sum(dim=1)
+
+
+@torch.no_grad()
+def predict(
+    model: nn.Module,
+    card: ModelCard,
+    raw: np.ndarray,
+    batch_size: int = 4,
+    device: torch.device | None = None,
+) -> np.ndarray:
+    """Cloud probability of raw patches.
+
+    Args:
+        model: in eval mode.
+        card: gives the input transform and output kind.
+        raw: ``(N, 4, H, W)`` values of the card's ``value_kind`` (uint16 DN for ours), H and W
+            multiples of the card's ``size_multiple``.
+        batch_size: patches per forward pass.
+        device: where to run; the model's device by default.
+
+    Returns:
+        ``(N, H, W)`` float32 in ``[0, 1]``.
+    """
+    check_input_size(raw.shape[-2], raw.shape[-1], card.size_multiple)
+    device = device or next(model.parameters()).device
+    out = np.empty((raw.shape[0], *raw.shape[-2:]), dtype=np.float32)
+    for start in range(0, len(raw), batch_size):
+        x = torch.from_numpy(card.transform.apply(raw[start : start + batch_size])).to(device)
+        prob = cloud_probability(model(x), card)
+        out[start : start + batch_size] = prob.float().cpu().numpy()
+    return out
