@@ -23,7 +23,6 @@ Choices:
 
 from __future__ import annotations
 
-import csv
 import logging
 import math
 import os
@@ -31,36 +30,35 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import DataLoader
 from tqdm import tqdm  # not tqdm.auto: its asyncio class calls iter() on the loader again
 
-from cloudseg.atomic import atomic_path
 from cloudseg.errors import DataError, ModelError
 from cloudseg.metrics import Confusion
 from cloudseg.train.augment import AugmentSpec
 from cloudseg.train.common import TrainConfig, TrainResult, pick_device, seed_everything
 from cloudseg.train.data import PatchDataset, TrainData
 from cloudseg.train.models import build_model, check_input_size, freeze_body, param_groups, unfreeze
-from cloudseg.train.plots import plot_batch, plot_history
+from cloudseg.train.plots import plot_history
+from cloudseg.train.run_files import (
+    BATCH_PLOT,
+    HISTORY_PLOT,
+    load_weights,
+    plot_valid_batch,
+    save_weights,
+    write_log,
+)
 from cloudseg.train.runs import BEST_WEIGHTS, LOG
 
 log = logging.getLogger("cloudseg.train")
 
-LOG_COLUMNS = (
-    "stage", "epoch", "size", "lr", "train_loss", "valid_loss",
-    "train_accuracy", "valid_accuracy", "valid_dice", "valid_jaccard",
-)  # fmt: skip
-HISTORY_PLOT = "history.png"
-BATCH_PLOT = "valid_batch.png"
 DEFAULT_LR = 1e-3
 FINE_TUNE_LR_FACTOR = 0.1
 BODY_LR_FACTOR = 0.1  # pretrained body vs stem/decoder/head
 FROZEN_EPOCHS = 1
 PCT_START = 0.25  # fastai's fit_one_cycle default
-PLOT_PATCHES = 4
 
 
 @dataclass(frozen=True)
@@ -102,14 +100,16 @@ def plan(config: TrainConfig) -> list[Stage]:
     check_input_size(config.size, config.size)
     stages = [Stage(1, config.size, config.epochs, lr, lr * body, frozen)]
     fine = config.fine_tune_size
-    if fine is not None and fine > config.size and config.fine_tune_epochs > 0:
+    if fine is not None and config.fine_tune_epochs > 0:
+        # Same rule as fastai_r18: a larger size is progressive resizing, an equal one plain
+        # fine-tuning at a lower rate, a smaller one a mistake.
         check_input_size(fine, fine)
+        if fine < config.size:
+            raise ModelError(
+                f"fine-tune size {fine} is smaller than the first stage's {config.size}"
+            )
         lr *= FINE_TUNE_LR_FACTOR
         stages.append(Stage(2, fine, config.fine_tune_epochs, lr, lr * body))
-    elif fine is not None and config.fine_tune_epochs > 0:
-        log.warning(
-            "r34: no fine-tuning stage: fine-tune size %d is not above %d", fine, config.size
-        )
     return stages
 
 
@@ -151,11 +151,13 @@ def train(config: TrainConfig, data: TrainData, run_dir: Path) -> TrainResult:
     unfreeze(model)
     done = [(s, b) for s, b in bests if b.epoch]
     if rows:
-        _write_log(rows, run_dir / LOG)  # again: Ctrl-C may have cut the last write short
+        write_log(rows, run_dir / LOG)  # again: Ctrl-C may have cut the last write short
         plot_history(rows, run_dir / HISTORY_PLOT, title="r34")
     if done:
-        model.load_state_dict(_load(run_dir / BEST_WEIGHTS))
-        _plot_valid_batch(model, loaders[1].dataset, done[-1][0].size, device, run_dir / BATCH_PLOT)
+        model.load_state_dict(load_weights(run_dir / BEST_WEIGHTS))
+        valid_ds = loaders[1].dataset
+        valid_ds.size = done[-1][0].size
+        plot_valid_batch(model, valid_ds, run_dir / BATCH_PLOT, lambda z: z.softmax(1)[:, 1])
     history = {
         "optimizer": "Adam",
         "scheduler": f"OneCycleLR(pct_start={PCT_START})",
@@ -212,7 +214,7 @@ def _fit_stage(
     """Train one stage, saving ``best.pth`` and appending to ``rows`` and log.csv per epoch."""
     best_path, (train_dl, valid_dl) = run_dir / BEST_WEIGHTS, loaders
     if stage.number > 1:  # continue from the best weights of the stage before
-        model.load_state_dict(_load(best_path))
+        model.load_state_dict(load_weights(best_path))
     for dl in loaders:
         dl.dataset.size = stage.size  # the datasets' raw-patch caches stay valid
     opt, sched = _optimiser(model, stage, len(train_dl))
@@ -229,10 +231,10 @@ def _fit_stage(
         va = _epoch(model, valid_dl, loss_fn, device)
         kept = best.beaten_by(va)
         if kept:  # saved before it is recorded: Ctrl-C between the two keeps them consistent
-            _save(model, best_path)
+            save_weights(model, best_path)
             best.epoch, best.scores = epoch, va
         rows.append(_row(stage, epoch, tr, va))
-        _write_log(rows, run_dir / LOG)
+        write_log(rows, run_dir / LOG)
         log.info(
             "r34 stage %d epoch %d (%d px): train loss %.4f acc %.4f | valid loss %.4f "
             "acc %.4f dice %.4f jaccard %.4f%s", stage.number, epoch, stage.size,
@@ -316,39 +318,3 @@ def _row(stage: Stage, epoch: int, tr: dict[str, float], va: dict[str, float]) -
         "train_loss": tr["loss"], "valid_loss": va["loss"], "train_accuracy": tr["accuracy"],
         "valid_accuracy": va["accuracy"], "valid_dice": va["dice"], "valid_jaccard": va["jaccard"],
     }  # fmt: skip
-
-
-def _write_log(rows: list[dict[str, Any]], path: Path) -> None:
-    # Rewritten whole after every epoch: a killed run still leaves a complete, readable log.
-    with atomic_path(path, overwrite=True) as tmp, open(tmp, "w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=LOG_COLUMNS)
-        writer.writeheader()
-        writer.writerows(rows)
-
-
-def _save(model: nn.Module, path: Path) -> None:
-    # CPU copies so the file loads anywhere; atomic so Ctrl-C mid-write keeps the old one whole.
-    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-    with atomic_path(path, overwrite=True) as tmp:
-        torch.save(state, tmp)
-
-
-def _load(path: Path) -> dict[str, torch.Tensor]:
-    return torch.load(path, map_location="cpu", weights_only=True)  # tensors only: no pickles
-
-
-def _plot_valid_batch(
-    model: nn.Module, valid_ds: PatchDataset, size: int, device: torch.device, path: Path
-) -> None:
-    """Input, truth and cloud probability of the first validation patches, at ``size``."""
-    valid_ds.size = size
-    x, y = zip(*(valid_ds[i] for i in range(min(PLOT_PATCHES, len(valid_ds)))), strict=True)
-    x = torch.stack(x)
-    model.eval()
-    with torch.no_grad():
-        prob = model(x.to(device)).softmax(1)[:, 1].cpu().numpy()
-    mean = np.asarray(valid_ds.transform.mean, np.float32)[:, None, None]
-    std = np.asarray(valid_ds.transform.std, np.float32)[:, None, None]
-    images = x.numpy() * std + mean  # back to dn / 65535, where no data is 0
-    images[np.abs(images) < 1e-6] = 0.0  # float round trip: keep no-data exactly 0 (black)
-    plot_batch(images, torch.stack(y).numpy(), prob, path)

@@ -24,7 +24,8 @@ from cloudseg.train import torch_r34
 from cloudseg.train.common import TrainConfig, TrainResult
 from cloudseg.train.data import PatchDataset, TrainData, prepare_data
 from cloudseg.train.models import build_model
-from cloudseg.train.torch_r34 import LOG_COLUMNS, train
+from cloudseg.train.run_files import LOG_COLUMNS
+from cloudseg.train.torch_r34 import train
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -210,7 +211,9 @@ def test_pretrained_without_cached_weights_raises(
 def test_bad_sizes_and_missing_validation_are_refused(dataset: Path, data: TrainData) -> None:
     with pytest.raises(ModelError, match="multiple of 32"):
         torch_r34.plan(tiny(dataset, size=50))
-    assert [s.size for s in torch_r34.plan(tiny(dataset, fine_tune_size=64))] == [64]
+    assert [s.size for s in torch_r34.plan(tiny(dataset, fine_tune_size=64))] == [64, 64]
+    with pytest.raises(ModelError, match="smaller than the first stage's 96"):
+        torch_r34.plan(tiny(dataset, size=96, fine_tune_size=64))
     no_valid = TrainData(data.root, data.train, [], data.transform, data.stats_source)
     with pytest.raises(DataError, match="validation"):
         train(tiny(dataset), no_valid, Path("unused"))
