@@ -118,12 +118,16 @@ def main(
     from cloudseg.cli_options import progress_disabled, setup_logging
     from cloudseg.train.common import TrainConfig, run_card, save_run_card, seed_everything
     from cloudseg.train.data import prepare_data
-    from cloudseg.train.models import check_input_size
+    from cloudseg.train.models import MODELS, check_input_size
+    from cloudseg.train.pretrained import require_cached
     from cloudseg.train.runs import new_run_dir
 
     setup_logging()
+    # Everything that can be refused is checked before a run folder exists.
     for s in (size, fine_tune_size or 32):
         check_input_size(s, s)
+    if pretrained:
+        require_cached(MODELS[model].body)
     config = TrainConfig(
         model=model,
         data_dir=data_dir,

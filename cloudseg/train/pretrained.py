@@ -34,12 +34,12 @@ def checkpoint_path(arch: str) -> Path:
     return Path(torch.hub.get_dir()) / "checkpoints" / filename
 
 
-def load_imagenet_state_dict(arch: str) -> dict[str, torch.Tensor]:
-    """Load ``arch``'s cached ImageNet ``state_dict`` (CPU tensors) without touching the network.
+def require_cached(arch: str) -> Path:
+    """The cached ImageNet weights file of ``arch``, checked to exist (never downloaded).
 
     Raises:
-        ModelError: the file is missing (one line: the path expected, how to get it, or
-            ``--no-pretrained``) or is not a readable tensor checkpoint.
+        ModelError: the file is missing: one line with the path expected, how to get it, or
+            ``--no-pretrained``.
     """
     path = checkpoint_path(arch)
     if not path.is_file():
@@ -49,6 +49,17 @@ def load_imagenet_state_dict(arch: str) -> dict[str, torch.Tensor]:
             f'`python -c "{fetch}"` and copy ~/.cache/torch/hub/checkpoints/{path.name} '
             f"to {path}, or pass --no-pretrained"
         )
+    return path
+
+
+def load_imagenet_state_dict(arch: str) -> dict[str, torch.Tensor]:
+    """Load ``arch``'s cached ImageNet ``state_dict`` (CPU tensors) without touching the network.
+
+    Raises:
+        ModelError: the file is missing (one line: the path expected, how to get it, or
+            ``--no-pretrained``) or is not a readable tensor checkpoint.
+    """
+    path = require_cached(arch)
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except (RuntimeError, OSError, EOFError, pickle.UnpicklingError) as exc:

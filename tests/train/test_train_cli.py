@@ -135,3 +135,15 @@ def test_eval_cli_on_the_test_split_stitches_scenes(run_dir, dataset, tmp_path):
     acc = report["mean_over_scenes"]["accuracy"]
     assert math.isclose(acc, scores["accuracy"])
     assert (out / "scores.csv").read_text().splitlines()[0].startswith("scene,jaccard")
+
+
+def test_missing_imagenet_weights_is_one_line_before_any_output(dataset, tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch-home"))
+    out = tmp_path / "run"
+    args = ["--model", "r18", str(dataset), "--out", str(out), "-q"]
+    result = CliRunner().invoke(train_main, args)
+    assert result.exit_code == 1
+    (line,) = result.output.strip().splitlines()
+    assert line.startswith("Error: ImageNet weights for resnet18 not found at ")
+    assert str(tmp_path / "torch-home") in line and "--no-pretrained" in line
+    assert not out.exists()
