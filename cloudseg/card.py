@@ -12,15 +12,20 @@ what ``value_kind`` names: Level-1 digital numbers (``"dn"``) or top-of-atmosphe
 from __future__ import annotations
 
 import json
+import mmap
 import os
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from cloudseg.bands import check_band
-from cloudseg.errors import ModelError
+from cloudseg.errors import MissingFileError, ModelError
+
+if TYPE_CHECKING:  # the engine's base install has onnxruntime but not the onnx package
+    import onnx
 
 METADATA_KEY = "cloudseg"
 SIDECAR_SUFFIX = ".card.json"
@@ -183,3 +188,125 @@ def read_json(path: str | os.PathLike[str]) -> ModelCard:
     except FileNotFoundError:
         raise ModelError(f"{path}: no model card there") from None
     return ModelCard.from_json(text, source=str(path))
+
+
+# ---------------------------------------------------------------------------------------------
+# Cards inside ONNX files
+# ---------------------------------------------------------------------------------------------
+
+# Field numbers of onnx.proto's ModelProto and StringStringEntryProto (stable since ONNX 1.0).
+_GRAPH_FIELD, _METADATA_FIELD = 7, 14
+_ENTRY_KEY, _ENTRY_VALUE = 1, 2
+
+
+def embed(model: onnx.ModelProto, card: ModelCard) -> onnx.ModelProto:
+    """Store ``card`` as JSON in ``model.metadata_props`` under :data:`METADATA_KEY`.
+
+    An earlier card under that key is replaced, other entries are kept. Only the protobuf API is
+    used, so this needs no ``onnx`` import of its own. Returns ``model``, changed in place.
+    """
+    props = model.metadata_props
+    for i in reversed(range(len(props))):
+        if props[i].key == METADATA_KEY:
+            del props[i]
+    entry = props.add()
+    entry.key, entry.value = METADATA_KEY, card.to_json()
+    return model
+
+
+def read(path: str | os.PathLike[str]) -> ModelCard:
+    """The model card of an ONNX file: embedded first, else the sidecar ``<model>.card.json``.
+
+    Reads the file's top-level protobuf fields only (see :func:`onnx_metadata`): no ``onnx``
+    package, no inference session, no graph parsing, so it is cheap even for large models.
+
+    Raises:
+        MissingFileError: ``path`` is not a file.
+        ModelError: the file is not an ONNX model, the card is malformed, or there is no card.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise MissingFileError(f"{path}: no model file there")
+    metadata = onnx_metadata(path)
+    if METADATA_KEY in metadata:
+        return ModelCard.from_json(
+            metadata[METADATA_KEY], source=f"{path} (metadata_props[{METADATA_KEY!r}])"
+        )
+    sidecar = sidecar_path(path)
+    if sidecar.is_file():
+        return read_json(sidecar)
+    raise ModelError(
+        f"{path}: no model card; the engine needs one (bands, input transform, output kind): "
+        f"export with cloudseg-export, or write the card JSON to {sidecar}"
+    )
+
+
+def onnx_metadata(path: str | os.PathLike[str]) -> dict[str, str]:
+    """``metadata_props`` of an ONNX file as a dict, by walking its top-level protobuf fields.
+
+    An ONNX file is one serialised ``ModelProto``; the graph (field 7, nearly all the bytes) is
+    skipped by its length prefix, and only ``metadata_props`` (field 14) entries are decoded.
+    ``onnxruntime``'s ``get_modelmeta().custom_metadata_map`` gives the same dict, but only after
+    building a whole session.
+
+    Raises:
+        ModelError: the bytes are not a ``ModelProto`` (no graph, or broken wire format).
+    """
+    path = Path(path)
+    with open(path, "rb") as fh:
+        if os.fstat(fh.fileno()).st_size == 0:
+            raise ModelError(f"{path}: empty file, not an ONNX model")
+        with mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as buf:
+            try:
+                top = list(_fields(buf, 0, len(buf)))
+                if not any(number == _GRAPH_FIELD for number, _, _ in top):
+                    raise ValueError("no graph")
+                out = {}
+                for number, start, end in top:
+                    if number == _METADATA_FIELD:
+                        entry = {k: buf[a:b].decode() for k, a, b in _fields(buf, start, end)}
+                        out[entry.get(_ENTRY_KEY, "")] = entry.get(_ENTRY_VALUE, "")
+                return out
+            except ValueError as exc:  # UnicodeDecodeError is a ValueError too
+                raise ModelError(f"{path}: not an ONNX model ({exc})") from None
+
+
+def _varint(buf: mmap.mmap, pos: int) -> tuple[int, int]:
+    """Decode the protobuf varint at ``pos``; return it and the position after it."""
+    value = shift = 0
+    while True:
+        if pos >= len(buf) or shift > 63:
+            raise ValueError("broken varint")
+        byte = buf[pos]
+        pos += 1
+        value |= (byte & 0x7F) << shift
+        if not byte & 0x80:
+            return value, pos
+        shift += 7
+
+
+def _fields(buf: mmap.mmap, start: int, end: int) -> Iterator[tuple[int, int, int]]:
+    """``(field number, start, end)`` of each length-delimited field of the message in
+    ``buf[start:end]``; scalar fields are skipped, groups (unused by ONNX) refused."""
+    pos = start
+    while pos < end:
+        tag, pos = _varint(buf, pos)
+        number, wire = tag >> 3, tag & 7
+        if number == 0:
+            raise ValueError("field number 0")
+        if wire == 0:
+            _, pos = _varint(buf, pos)
+        elif wire == 1:
+            pos += 8
+        elif wire == 5:
+            pos += 4
+        elif wire == 2:
+            length, pos = _varint(buf, pos)
+            if pos + length > end:
+                raise ValueError("truncated field")
+            yield number, pos, pos + length
+            pos += length
+        else:
+            raise ValueError(f"wire type {wire}")
+    if pos != end:
+        raise ValueError("truncated message")
