@@ -2,24 +2,10 @@ import json
 
 import numpy as np
 import pytest
+from cards import make_card
 
 from cloudseg.card import InputTransform, ModelCard, read_json, sidecar_path, write_json
 from cloudseg.errors import ModelError
-
-
-def make_card(**changes):
-    values = dict(
-        name="r18-test",
-        architecture="fastai DynamicUnet, resnet18 body",
-        bands=("red", "green", "blue", "nir"),
-        value_kind="dn",
-        transform=InputTransform(1 / 65535, 0.0, (0.1, 0.1, 0.1, 0.2), (0.05, 0.05, 0.05, 0.1)),
-        output_kind="sigmoid",
-        classes=("cloud",),
-        cloud_classes=("cloud",),
-    )
-    values.update(changes)
-    return ModelCard(**values)
 
 
 def test_json_round_trip(tmp_path):

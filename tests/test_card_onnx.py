@@ -10,13 +10,12 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
+from cards import make_card
 from onnx import TensorProto, helper
 
 from cloudseg import card as card_mod
 from cloudseg.card import (
     METADATA_KEY,
-    InputTransform,
-    ModelCard,
     embed,
     onnx_metadata,
     read,
@@ -24,21 +23,6 @@ from cloudseg.card import (
     write_json,
 )
 from cloudseg.errors import MissingFileError, ModelError
-
-
-def make_card(**changes: object) -> ModelCard:
-    values: dict[str, object] = dict(
-        name="r18-test",
-        architecture="fastai DynamicUnet, resnet18 body",
-        bands=("red", "green", "blue", "nir"),
-        value_kind="dn",
-        transform=InputTransform(1 / 65535, 0.0, (0.1, 0.1, 0.1, 0.2), (0.05, 0.05, 0.05, 0.1)),
-        output_kind="sigmoid",
-        classes=("cloud",),
-        cloud_classes=("cloud",),
-    )
-    values.update(changes)
-    return ModelCard(**values)  # type: ignore[arg-type]
 
 
 def tiny_model(path: Path, metadata: dict[str, str] | None = None) -> Path:

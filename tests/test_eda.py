@@ -1,9 +1,9 @@
-import importlib.util
 import json
 import sys
 import warnings
 from pathlib import Path
 
+import fake_cloud38
 import numpy as np
 import pytest
 import rasterio
@@ -16,35 +16,12 @@ from rasterio.errors import NotGeoreferencedWarning
 from cloudseg.eda import BandMoments, run_eda
 from cloudseg.eda_cli import main
 
-SAMPLE = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "38cloud-sample"
 BANDS = ("red", "green", "blue", "nir")
-
-
-def _fake_module():
-    # Loaded by path: tests/data is not a package, and may never be one.
-    name = "fake_cloud38"
-    if name not in sys.modules:
-        path = Path(__file__).parent / "data" / f"{name}.py"
-        spec = importlib.util.spec_from_file_location(name, path)
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
-fake_cloud38 = _fake_module()
 
 
 @pytest.fixture(scope="session")
 def fake(tmp_path_factory):
     return fake_cloud38.write_dataset(tmp_path_factory.mktemp("fake38_eda"))
-
-
-@pytest.fixture(scope="session")
-def sample() -> Path:
-    if not (SAMPLE / "38-Cloud_training").is_dir():
-        pytest.skip(f"38-Cloud sample not found at {SAMPLE}")
-    return SAMPLE
 
 
 def _eda(args: list[str]):

@@ -1,9 +1,8 @@
-import importlib.util
 import shutil
-import sys
 import warnings
 from pathlib import Path
 
+import fake_cloud38
 import numpy as np
 import pytest
 import rasterio
@@ -15,29 +14,7 @@ from cloudseg.data import cloud38
 from cloudseg.data.cloud38 import PatchId
 from cloudseg.errors import DataError, MissingFileError
 
-SAMPLE = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "38cloud-sample"
 EMPTY_SAMPLE_SCENES = {"011002", "044010", "059014"}
-
-
-def _fake_module():
-    # Loaded by path so the helper works whether or not tests/ becomes a package.
-    name = "fake_cloud38"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name(f"{name}.py"))
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
-fake_cloud38 = _fake_module()
-
-
-@pytest.fixture(scope="session")
-def sample() -> Path:
-    if not (SAMPLE / "38-Cloud_training").is_dir():
-        pytest.skip(f"38-Cloud sample not found at {SAMPLE}")
-    return SAMPLE
 
 
 @pytest.fixture(scope="session")
