@@ -1,0 +1,203 @@
+"""Overlap blending: tiles' probabilities averaged with a smooth weight, rows freed as they finish.
+
+Each tile's probabilities are multiplied by :func:`weight_window` and accumulated, together with
+the weights, into a band of rows; a row is divided out (``acc / wsum``) and handed on once no
+future tile can touch it. Because the weighted mean of equal values is that value, a model whose
+output is a per-pixel function of its input is reconstructed exactly whatever the weights.
+
+Row-major contract: tiles arrive one tile row after another (as :func:`tile_grid` lists them).
+Within a row, and across the current and the next tile row, any order is fine (batches finish out
+of order); once :meth:`RowBlender.finished` has been told the next tile row's ``row_off``, every
+row above it is final and no tile may land there again.
+
+    blender = RowBlender(scene.height, scene.width, spec)
+    for row_off, tiles in rows_of_tiles:              # grid rows, top to bottom
+        yield from blender.finished(row_off)          # rows above this tile row are final
+        for tile, prob in predict(tiles):             # any order within the row
+            blender.add(tile, prob)
+    yield from blender.flush()
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator
+from functools import lru_cache
+
+import numpy as np
+
+from cloudseg.engine.tiling import Tile, TileSpec, unpad_tile
+
+__all__ = ["RAMP_FLOOR", "RowBlender", "weight_window"]
+
+#: Smallest weight: a tile's outermost pixel still counts a little, so a pixel that (against the
+#: grid's design) only one tile covers gets that tile's value instead of 0 / 0.
+RAMP_FLOOR = 1e-3
+
+
+@lru_cache(maxsize=64)
+def _profile(tile: int, overlap: int, low_border: bool, high_border: bool) -> np.ndarray:
+    """``(tile,)`` float64 weights along one axis: raised-cosine ramps on non-border edges."""
+    profile = np.ones(tile)
+    if overlap == 0:
+        return profile
+    # Sample at pixel centres so the ramp is symmetric and neither end is exactly 0 or 1.
+    x = (np.arange(overlap) + 0.5) / overlap
+    ramp = RAMP_FLOOR + (1.0 - RAMP_FLOOR) * 0.5 * (1.0 - np.cos(np.pi * x))
+    if not low_border:
+        profile[:overlap] = ramp
+    if not high_border:
+        profile[tile - overlap :] = ramp[::-1]
+    return profile
+
+
+@lru_cache(maxsize=64)
+def _window(spec: TileSpec, border: tuple[bool, bool, bool, bool]) -> np.ndarray:
+    top, bottom, left, right = border
+    rows = _profile(spec.tile, spec.overlap, top, bottom)
+    cols = _profile(spec.tile, spec.overlap, left, right)
+    weights = np.outer(rows, cols).astype(np.float32)
+    weights.flags.writeable = False  # shared by every tile with the same borders
+    return weights
+
+
+def weight_window(tile: Tile, spec: TileSpec) -> np.ndarray:
+    """Blend weights of one tile, separable: ``rows[:, None] * cols[None, :]``.
+
+    Along each axis the weight is 1 in the centre and ramps down (raised cosine, from
+    :data:`RAMP_FLOOR`) over the outer ``spec.overlap`` pixels of each edge that lies inside the
+    scene; an edge on the scene's border keeps weight 1 right up to it, since no neighbour
+    covers those pixels. With ``overlap == 0`` every weight is 1.
+
+    Args:
+        tile: the tile (only its ``border`` flags matter).
+        spec: tile size and overlap.
+
+    Returns:
+        ``(spec.tile, spec.tile)`` float32 in ``(0, 1]``, read-only (cached and shared).
+    """
+    return _window(spec, tile.border)
+
+
+class RowBlender:
+    """Weighted accumulation of tile probabilities over a band of rows that moves down the scene.
+
+    Memory is ``2 * band_rows * width`` float32 plus one tile of scratch, with
+    ``band_rows = min(height, tile + stride)``: the rows of the tile row being added plus those of
+    the next one, so a pipeline may add the next row's first tiles before it has finished the
+    current row. It does not depend on the scene's height.
+
+    Args:
+        height: scene rows.
+        width: scene columns.
+        spec: the tile size and overlap the grid was made with.
+    """
+
+    def __init__(self, height: int, width: int, spec: TileSpec) -> None:
+        if height <= 0 or width <= 0:
+            raise ValueError(f"scene size {height} x {width} must be positive")
+        self.height, self.width, self.spec = height, width, spec
+        self.band_rows = min(height, spec.tile + spec.stride)
+        self._acc = np.zeros((self.band_rows, width), np.float32)
+        self._wsum = np.zeros((self.band_rows, width), np.float32)
+        self._scratch = np.empty((spec.tile, spec.tile), np.float32)
+        self._base = 0  # scene row held in band row 0: every row above it has been handed on
+
+    @property
+    def next_row(self) -> int:
+        """First scene row not yet handed on (``height`` once everything is)."""
+        return self._base
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes held by the accumulators and scratch."""
+        return self._acc.nbytes + self._wsum.nbytes + self._scratch.nbytes
+
+    def add(self, tile: Tile, prob: np.ndarray) -> None:
+        """Accumulate one tile's probabilities.
+
+        Args:
+            tile: the tile of the grid the prediction belongs to.
+            prob: ``(spec.tile, spec.tile)`` float32 probability of the padded model tile; the
+                reflected padding (``tile.pad``) is dropped here.
+
+        Raises:
+            ValueError: wrong shape, a tile outside the scene, a tile above rows already handed
+                on, or one further down than the band reaches (call :meth:`finished` first).
+        """
+        size = self.spec.tile
+        prob = np.asarray(prob, dtype=np.float32)
+        if prob.shape != (size, size):
+            raise ValueError(
+                f"tile {tile.index}: probabilities {prob.shape} are not {size} x {size}"
+            )
+        inside = 0 <= tile.row_off and tile.row_end <= self.height
+        if not (inside and 0 <= tile.col_off and tile.col_end <= self.width):
+            raise ValueError(f"tile {tile.index} {tile.window} is outside the scene")
+        if tile.row_off < self._base:
+            raise ValueError(
+                f"tile {tile.index} starts at row {tile.row_off}, above row {self._base}: rows "
+                "above it were already handed on (tile rows must arrive top to bottom)"
+            )
+        r0, r1 = tile.row_off - self._base, tile.row_end - self._base
+        if r1 > self.band_rows:
+            raise ValueError(
+                f"tile {tile.index} reaches row {tile.row_end}, past the {self.band_rows}-row band "
+                f"starting at row {self._base}: call finished() with its tile row's row_off first"
+            )
+        weights = unpad_tile(weight_window(tile, self.spec), tile.pad)
+        weighted = self._scratch[: tile.height, : tile.width]
+        np.multiply(weights, unpad_tile(prob, tile.pad), out=weighted)
+        self._acc[r0:r1, tile.col_off : tile.col_end] += weighted
+        self._wsum[r0:r1, tile.col_off : tile.col_end] += weights
+
+    def finished(self, next_row_off: int) -> Iterator[tuple[int, np.ndarray]]:
+        """Hand on every row above ``next_row_off``, where the next tile row starts.
+
+        The work is done at the call, not lazily, so the band moves even if the result is dropped.
+
+        Args:
+            next_row_off: ``row_off`` of the next tile row to be added (``height`` at the end).
+                Rows above it are final; a value at or above the rows already handed on is a
+                no-op.
+
+        Returns:
+            ``(row0, probs)`` chunks, top to bottom, none if no row is final yet: ``probs`` is
+            ``(n, width)`` float32, the blended probabilities of scene rows ``row0 ..
+            row0 + n - 1`` (``n <= band_rows``), a new array the caller may keep. Pixels no tile
+            covered (every tile over them skipped as no data) are NaN.
+        """
+        stop = min(next_row_off, self.height)
+        n = stop - self._base
+        if n <= 0:
+            return iter(())
+        held = min(n, self.band_rows)
+        acc, wsum = self._acc[:held], self._wsum[:held]
+        probs = np.full((held, self.width), np.nan, np.float32)
+        np.divide(acc, wsum, out=probs, where=wsum > 0)
+        row0 = self._base
+        self._advance(n)
+        # Rows below the band were never touched (a run of skipped tile rows): NaN, made one
+        # band at a time as the caller iterates, so even a huge gap costs no more memory.
+        return itertools.chain([(row0, probs)], self._untouched(row0 + held, stop))
+
+    def _untouched(self, start: int, stop: int) -> Iterator[tuple[int, np.ndarray]]:
+        for row0 in range(start, stop, self.band_rows):
+            n = min(self.band_rows, stop - row0)
+            yield row0, np.full((n, self.width), np.nan, np.float32)
+
+    def flush(self) -> Iterator[tuple[int, np.ndarray]]:
+        """Hand on all remaining rows, down to the scene's last; see :meth:`finished`."""
+        return self.finished(self.height)
+
+    def _advance(self, n: int) -> None:
+        """Drop the first ``n`` band rows: move the live rows up and zero the freed ones."""
+        keep = self.band_rows - n
+        for buf in (self._acc, self._wsum):
+            # Copy in chunks of at most n rows: source and target never overlap, so numpy
+            # makes no temporary band-sized copy.
+            for dst in range(0, keep, n):
+                m = min(n, keep - dst)
+                buf[dst : dst + m] = buf[dst + n : dst + n + m]
+            buf[max(keep, 0) :] = 0.0
+        self._base += n

@@ -1,0 +1,149 @@
+"""``cloudseg-run``: mask clouds in whole Landsat 8 scenes."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from cloudseg.cli_options import (
+    one_line_errors,
+    overwrite_option,
+    progress_disabled,
+    quiet_option,
+    setup_logging,
+)
+
+EPILOG = """\b
+Examples:
+  cloudseg-run LC08_L1TP_044034_20160612_20170324_01_T1/ --provider cuda
+  cloudseg-run scene_a/ scene_b/ stack.tif --model models/cloudseg-r34.onnx --out masks/
+  cloudseg-run demo/scene --provider torch --model ~/.cache/cloudseg/runs/r18-20261126-101500
+
+Writes <id>_cloudmask.tif (0 clear, 1 cloud, 255 no data), <id>_preview.png and
+<id>_summary.json per scene (and <id>_cloudprob.tif with --probabilities).
+"""
+
+
+def _default_model() -> Path:
+    from cloudseg.export import default_model_path
+
+    return default_model_path("r18")
+
+
+@click.command(epilog=EPILOG)
+@click.argument("scenes", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
+@click.option(
+    "--model",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="ONNX model (its card inside or beside it), or for --provider torch a run "
+    "folder. Default: the r18 model cloudseg-export writes ($CLOUDSEG_HOME/models).",
+)
+@click.option(
+    "--provider",
+    default="cpu",
+    show_default=True,
+    # Checked by the backend, so an unknown name is one line listing the valid ones.
+    help="cpu, cuda or tensorrt (ONNX Runtime), or torch (the native PyTorch path).",
+)
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Output folder (default: a folder 'cloudseg' beside each scene).",
+)
+@click.option(
+    "--batch",
+    type=click.IntRange(1),
+    default=4,
+    show_default=True,
+    help="Tiles per inference call.",
+)
+@click.option(
+    "--tile",
+    type=click.IntRange(32),
+    default=None,
+    help="Tile size in pixels (default: the model card's).",
+)
+@click.option(
+    "--overlap",
+    type=click.IntRange(0),
+    default=None,
+    help="Pixels each tile overlaps its neighbours on each side (default: 32, at most a "
+    "quarter of the tile).",
+)
+@click.option(
+    "--threshold",
+    type=click.FloatRange(0, 1, min_open=True, max_open=True),
+    default=None,
+    help="Cloud probability threshold (default: the card's).",
+)
+@click.option("--probabilities", is_flag=True, help="Also write <id>_cloudprob.tif.")
+@click.option(
+    "--readers", type=click.IntRange(1), default=2, show_default=True, help="Reader threads."
+)
+@overwrite_option
+@quiet_option
+@one_line_errors
+def main(
+    scenes: tuple[Path, ...],
+    model: Path | None,
+    provider: str,
+    out: Path | None,
+    batch: int,
+    tile: int | None,
+    overlap: int | None,
+    threshold: float | None,
+    probabilities: bool,
+    readers: int,
+    overwrite: bool,
+    quiet: bool,
+) -> None:
+    """Mask clouds in SCENES: Landsat 8 scene folders (Level-1 or -2) or 4-band GeoTIFFs."""
+    from cloudseg.engine.run import RunConfig, run
+
+    setup_logging()
+    import onnxruntime
+
+    # ONNX Runtime logs its own warnings (e.g. a provider that failed to load) before our one-line
+    # error says the same; the CLI owns this process, so ORT logs only fatal errors.
+    onnxruntime.set_default_logger_severity(4)
+    config = RunConfig(
+        model=model or _default_model(),
+        provider=provider,
+        out=out,
+        batch=batch,
+        tile=tile,
+        overlap=overlap,
+        threshold=threshold,
+        probabilities=probabilities,
+        overwrite=overwrite,
+        readers=readers,
+        progress=not progress_disabled(quiet),
+    )
+    try:
+        summaries = run(list(scenes), config)
+    except KeyboardInterrupt:
+        click.echo("interrupted: no partial outputs were left", err=True)
+        sys.exit(130)
+    for s in summaries:
+        click.echo(
+            json.dumps(
+                {
+                    k: s[k]
+                    for k in (
+                        "scene_id",
+                        "cloud_cover",
+                        "valid_pixels",
+                        "tiles_run",
+                        "tiles_skipped",
+                        "megapixels_per_second",
+                        "provider",
+                    )
+                }
+            )
+        )
+        click.echo(f"  outputs: {', '.join(s['outputs'])}")

@@ -1,0 +1,128 @@
+"""Run the engine over scenes: one backend (one session) for all of them, outputs per scene."""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tqdm import tqdm
+
+from cloudseg.card import ModelCard, read_json
+from cloudseg.card import read as read_card
+from cloudseg.data.landsat import LandsatScene, open_scene
+from cloudseg.engine.outputs import OutputPaths, SceneWriter, write_summary
+from cloudseg.engine.pipeline import run_scene
+from cloudseg.engine.tiling import TileSpec
+
+log = logging.getLogger("cloudseg.run")
+
+#: Pixels each tile overlaps its neighbours on each side, at the default 384 px tile.
+DEFAULT_OVERLAP = 32
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything ``cloudseg-run`` was asked to do, built once by the CLI."""
+
+    model: Path
+    provider: str = "cpu"
+    out: Path | None = None  # default: a folder "cloudseg" beside each scene
+    batch: int = 4
+    tile: int | None = None  # default: the model card's tile size
+    overlap: int | None = None  # default: DEFAULT_OVERLAP, at most a quarter of the tile
+    threshold: float | None = None  # default: the card's
+    probabilities: bool = False
+    overwrite: bool = False
+    readers: int = 2
+    lookahead: int = 16
+    progress: bool = True
+
+
+def model_card(model: Path) -> ModelCard:
+    """The card of an ONNX file (inside it or beside it) or of a run folder / checkpoint."""
+    model = Path(model)
+    if model.suffix == ".onnx":
+        return read_card(model)
+    return read_json((model if model.is_dir() else model.parent) / "card.json")
+
+
+def out_dir_for(scene: LandsatScene, config: RunConfig) -> Path:
+    return config.out if config.out is not None else Path(scene.path).parent / "cloudseg"
+
+
+def run(scenes: list[Path], config: RunConfig) -> list[dict[str, Any]]:
+    """Mask every scene; returns their summaries. Checks every input and output first."""
+    from cloudseg.engine.backends import make_backend
+
+    opened = [open_scene(p) for p in scenes]
+    jobs = []
+    for scene in opened:
+        paths = OutputPaths.for_scene(out_dir_for(scene, config), scene.scene_id)
+        paths.check(config.overwrite, config.probabilities)
+        jobs.append((scene, paths))
+    tile = config.tile or model_card(config.model).tile_size
+    backend = make_backend(config.model, config.provider, config.batch, tile)
+    overlap = min(DEFAULT_OVERLAP, tile // 4) if config.overlap is None else config.overlap
+    spec = TileSpec(tile, overlap, backend.card.size_multiple)
+    threshold = backend.card.threshold if config.threshold is None else config.threshold
+    summaries = []
+    try:
+        for scene, paths in jobs:
+            summaries.append(_one(scene, paths, backend, spec, threshold, config))
+    finally:
+        backend.close()
+    return summaries
+
+
+def _one(
+    scene: LandsatScene,
+    paths: OutputPaths,
+    backend: Any,
+    spec: TileSpec,
+    threshold: float,
+    config: RunConfig,
+) -> dict[str, Any]:
+    megapixels = scene.width * scene.height / 1e6
+    # Counted in pixels, shown scaled (k, M): the bar reads in megapixels and MP/s.
+    bar = tqdm(
+        total=scene.width * scene.height,
+        unit="px",
+        unit_scale=True,
+        desc=scene.scene_id[:24],
+        disable=not config.progress,
+    )
+    with SceneWriter(
+        paths, scene.profile(), config.probabilities, overwrite=config.overwrite
+    ) as writer:
+        stats = run_scene(
+            scene, backend, writer, spec, config.batch, threshold, config.readers,
+            config.lookahead, progress=bar.update,
+        )  # fmt: skip
+        written = writer.finish({"MODEL": backend.card.name, "PROVIDER": backend.providers[0]})
+    bar.close()
+    wall = stats.times.wall
+    summary = {
+        "scene_id": scene.scene_id,
+        "scene": str(scene.path),
+        "width": scene.width,
+        "height": scene.height,
+        **written.as_dict(),
+        "tiles_run": stats.tiles_run,
+        "tiles_skipped": stats.tiles_skipped,
+        "tile": spec.tile,
+        "overlap": spec.overlap,
+        "batch": config.batch,
+        "threshold": threshold,
+        "seconds": stats.times.as_dict(),
+        "megapixels_per_second": round(megapixels / wall, 4) if wall else None,
+        "provider": backend.providers,
+        "model": str(config.model),
+        "card": backend.card.to_dict(),
+        "outputs": [str(p) for p in paths.files(config.probabilities)],
+        "cpu_count": os.cpu_count(),
+    }
+    write_summary(paths.summary, summary, overwrite=config.overwrite)
+    return summary
