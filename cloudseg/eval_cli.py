@@ -55,7 +55,7 @@ def patches(
     quiet: bool,
 ) -> None:
     """Score the best model of RUN_DIR on the 38-Cloud-layout patches of DATA_DIR."""
-    from cloudseg.train.evaluate_patches import evaluate, model_predictor, report, write_report
+    from cloudseg.train.evaluate_patches import evaluate, model_predictor
     from cloudseg.train.predict import load_run
 
     model, card = load_run(run_dir)
@@ -68,10 +68,62 @@ def patches(
         bs,
         progress=not progress_disabled(quiet),
     )
+    _write_and_print(confusions, out or Path(run_dir) / f"eval-{split}")
+
+
+def _write_and_print(confusions: dict, out: Path) -> None:
+    from cloudseg.evaluate import report, write_report
+
     result = report(confusions)
-    out = out or Path(run_dir) / f"eval-{split}"
     write_report(result, out)
     for label in ("mean_over_scenes", "pooled"):
         s = result[label]
         click.echo(f"{label:>16}: " + ", ".join(f"{k} {v:.4f}" for k, v in s.items()))
     click.echo(f"report in {out}")
+
+
+SCENES_EPILOG = """\b
+Examples:
+  cloudseg-eval scenes out/LC08_..._cloudmask.tif --truth demo/scenes/LC08_.../
+  cloudseg-eval scenes masks/*_cloudmask.tif --truth ~/data/38-Cloud/38-Cloud_test --out scores/
+
+\b
+Truth: the synthetic <id>_cloudmask_truth.TIF (0 clear, 1 cloud, 255 no data) or 38-Cloud's
+Entire_scene_gts/edited_corrected_gts_<id>.TIF (0/1 or 0/255, compared by shape). A truth FILE
+scores one mask; a FOLDER is searched for each mask's scene id (its name without
+_cloudmask.tif). Pixels that are no data (255) in the mask or the truth are not counted.
+Writes scores.json and scores.csv (per scene, mean over scenes, pooled) into --out.
+"""
+
+
+@main.command(epilog=SCENES_EPILOG)
+@click.argument("masks", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path))
+@click.option(
+    "--truth",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="Truth raster (one mask) or a folder searched for <id>_cloudmask_truth.TIF / "
+    "edited_corrected_gts_<id>.TIF.",
+)
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Report folder (default: the first mask's folder).",
+)
+@click.option("--chunk-rows", type=int, default=512, show_default=True, help="Rows read per block.")
+@quiet_option
+@one_line_errors
+def scenes(
+    masks: tuple[Path, ...], truth: Path, out: Path | None, chunk_rows: int, quiet: bool
+) -> None:
+    """Score MASK files (<id>_cloudmask.tif: 0 clear, 1 cloud, 255 no data) against truth."""
+    from tqdm import tqdm
+
+    from cloudseg.evaluate import evaluate_masks, mask_rows
+
+    if chunk_rows < 1:
+        raise click.BadParameter("must be >= 1", param_hint="--chunk-rows")
+    with tqdm(total=mask_rows(masks), unit="row", disable=progress_disabled(quiet)) as bar:
+        confusions = evaluate_masks(masks, truth, chunk_rows, progress=bar.update)
+    _write_and_print(confusions, out or Path(masks[0]).parent)

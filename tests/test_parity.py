@@ -19,7 +19,6 @@ import pytest
 import torch
 
 from cloudseg.card import read
-from cloudseg.data.synthetic_dataset import write_38cloud_dataset
 from cloudseg.export import parity as par
 from cloudseg.export.onnx_export import BLOCKED_OPS, check_file, declared_shape
 from cloudseg.export.pipeline import ExportConfig, Exported, export
@@ -168,28 +167,9 @@ def test_int8_smoke(exported, tmp_path):
     print(figures.summary())
 
 
-@pytest.fixture(scope="module")
-def synthetic_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("synth") / "38cloud"
-    write_38cloud_dataset(root, train_scenes=3, test_scenes=1, size=400, seed=0, patch_size=96)
-    return root
-
-
-def test_int8_keeps_masks_of_a_trained_model(synthetic_dataset, tmp_path, monkeypatch):
+def test_int8_keeps_masks_of_a_trained_model(trained_r34, tmp_path):
     """Issue 4: int8 of an r34 trained on synthetic data keeps >= 99.5 % mask agreement."""
-    from cloudseg.train import torch_r34
-    from cloudseg.train.common import TrainConfig, run_card, save_run_card
-    from cloudseg.train.data import prepare_data
-
-    run_dir = tmp_path / "runs" / "r34-test"
-    run_dir.mkdir(parents=True)
-    data = prepare_data(synthetic_dataset, seed=0)
-    config = TrainConfig(
-        "r34", synthetic_dataset, size=64, fine_tune_size=None, epochs=5, bs=4,
-        pretrained=False, quiet=True,
-    )  # fmt: skip
-    result = torch_r34.train(config, data, run_dir)
-    save_run_card(run_dir, run_card(config, data, result.scores, result.history))
+    run_dir, synthetic_dataset = trained_r34
     fp32, int8 = export(
         ExportConfig("r34", run=run_dir, out=tmp_path / "m.onnx", int8=True, data=synthetic_dataset)
     )

@@ -34,7 +34,9 @@ def _default_model() -> Path:
 
 
 @click.command(epilog=EPILOG)
-@click.argument("scenes", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
+# Not click.Path(exists=True): a 38-Cloud scene is named "<split folder>::<scene id>", and the
+# scene readers already answer a missing path with one line.
+@click.argument("scenes", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option(
     "--model",
     type=click.Path(path_type=Path),
@@ -102,7 +104,8 @@ def main(
     overwrite: bool,
     quiet: bool,
 ) -> None:
-    """Mask clouds in SCENES: Landsat 8 scene folders (Level-1 or -2) or 4-band GeoTIFFs."""
+    """Mask clouds in SCENES: Landsat 8 scene folders (Level-1 or -2), 4-band GeoTIFFs, or
+    38-Cloud test scenes given as <split folder>::<scene id>."""
     from cloudseg.engine.run import RunConfig, run
 
     setup_logging()

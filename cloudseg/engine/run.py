@@ -12,6 +12,7 @@ from tqdm import tqdm
 
 from cloudseg.card import ModelCard, read_json
 from cloudseg.card import read as read_card
+from cloudseg.data.cloud38_scene import is_cloud38_path, open_cloud38_scene
 from cloudseg.data.landsat import LandsatScene, open_scene
 from cloudseg.engine.outputs import OutputPaths, SceneWriter, write_summary
 from cloudseg.engine.pipeline import run_scene
@@ -57,7 +58,7 @@ def run(scenes: list[Path], config: RunConfig) -> list[dict[str, Any]]:
     """Mask every scene; returns their summaries. Checks every input and output first."""
     from cloudseg.engine.backends import make_backend
 
-    opened = [open_scene(p) for p in scenes]
+    opened = [open_cloud38_scene(p) if is_cloud38_path(p) else open_scene(p) for p in scenes]
     jobs = []
     for scene in opened:
         paths = OutputPaths.for_scene(out_dir_for(scene, config), scene.scene_id)

@@ -13,8 +13,6 @@ No-data pixels (all bands 0) are left out of the counts.
 
 from __future__ import annotations
 
-import csv
-import json
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -27,8 +25,11 @@ from cloudseg.card import ModelCard
 from cloudseg.data import cloud38
 from cloudseg.data.cloud38 import PatchId
 from cloudseg.errors import DataError
-from cloudseg.metrics import SCORES, Confusion, per_scene_mean, pooled
+from cloudseg.evaluate import report, write_report
+from cloudseg.metrics import Confusion
 from cloudseg.train.predict import predict
+
+__all__ = ["evaluate", "model_predictor", "report", "write_report"]
 
 Predictor = Callable[[np.ndarray], np.ndarray]  # (N, 4, H, W) uint16 -> (N, H, W) probability
 
@@ -80,31 +81,3 @@ def evaluate(
 def model_predictor(model: Any, card: ModelCard, batch_size: int = 4) -> Predictor:
     """A :data:`Predictor` running a PyTorch model as its card says."""
     return lambda raw: predict(model, card, raw, batch_size=batch_size)
-
-
-def report(confusions: dict[str, Confusion]) -> dict[str, Any]:
-    """Scores per scene, mean over scenes and pooled, with the counts behind them."""
-    return {
-        "per_scene": {
-            scene: {**c.scores(), "tp": c.tp, "fp": c.fp, "fn": c.fn, "tn": c.tn}
-            for scene, c in confusions.items()
-        },
-        "mean_over_scenes": per_scene_mean(confusions),
-        "pooled": pooled(confusions),
-    }
-
-
-def write_report(result: dict[str, Any], out_dir: Path) -> None:
-    """``scores.json`` and ``scores.csv`` (one row per scene, then ``mean`` and ``pooled``)."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "scores.json").write_text(json.dumps(result, indent=2) + "\n")
-    with open(out_dir / "scores.csv", "w", newline="") as fh:
-        writer = csv.writer(fh)
-        writer.writerow(["scene", *SCORES])
-        rows = [
-            *result["per_scene"].items(),
-            ("mean", result["mean_over_scenes"]),
-            ("pooled", result["pooled"]),
-        ]
-        for scene, scores in rows:
-            writer.writerow([scene, *(f"{scores[k]:.6f}" for k in SCORES)])
