@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import rasterio
 from tqdm import tqdm
 
 from cloudseg.card import ModelCard, read_json
@@ -22,6 +23,12 @@ log = logging.getLogger("cloudseg.run")
 
 #: Pixels each tile overlaps its neighbours on each side, at the default 384 px tile.
 DEFAULT_OVERLAP = 32
+
+#: GDAL's block cache, in MB. GDAL's default is 5 % of RAM, and blocks read and written stay in
+#: it, so peak memory grew with scene size (measured: 469 -> 637 MiB from 3000 to 6000 rows);
+#: with a fixed cache it stays flat. Reads are windowed and writes go out tile row by tile row,
+#: so a small cache costs nothing. ``GDAL_CACHEMAX`` in the environment still wins.
+GDAL_CACHE_MB = 128
 
 
 @dataclass(frozen=True)
@@ -56,6 +63,12 @@ def out_dir_for(scene: LandsatScene, config: RunConfig) -> Path:
 
 def run(scenes: list[Path], config: RunConfig) -> list[dict[str, Any]]:
     """Mask every scene; returns their summaries. Checks every input and output first."""
+    cache = os.environ.get("GDAL_CACHEMAX", GDAL_CACHE_MB)
+    with rasterio.Env(GDAL_CACHEMAX=int(cache) if str(cache).isdigit() else cache):
+        return _run(scenes, config)
+
+
+def _run(scenes: list[Path], config: RunConfig) -> list[dict[str, Any]]:
     from cloudseg.engine.backends import make_backend
 
     opened = [open_cloud38_scene(p) if is_cloud38_path(p) else open_scene(p) for p in scenes]
