@@ -34,6 +34,7 @@ from rasterio.windows import Window
 
 from cloudseg.bands import BANDS, valid_pixels
 from cloudseg.data import cloud38
+from cloudseg.data.landsat import whole_pixels
 from cloudseg.errors import DataError, MissingFileError, SceneError
 
 __all__ = ["SCENE_SEPARATOR", "Cloud38Reader", "Cloud38Scene", "open_cloud38_scene"]
@@ -139,7 +140,7 @@ class Cloud38Reader:
         Returns:
             ``(4, window.height, window.width)`` uint16 DN: red, green, blue, nir.
         """
-        col, row, width, height = _whole_pixels(window)
+        col, row, width, height = whole_pixels(window)
         scene, size = self.scene, self.scene.patch_size
         out = np.zeros((len(BANDS), height, width), np.uint16)
         c0, r0 = max(col, 0), max(row, 0)
@@ -179,15 +180,6 @@ class Cloud38Reader:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-def _whole_pixels(window: Window) -> tuple[int, int, int, int]:
-    values = np.array([window.col_off, window.row_off, window.width, window.height], float)
-    ints = np.rint(values).astype(int)
-    if np.abs(values - ints).max() > 1e-6 or min(ints[2:]) <= 0:
-        raise ValueError(f"window {window} must have whole-pixel offsets and positive size")
-    col, row, width, height = (int(v) for v in ints)
-    return col, row, width, height
 
 
 def split_scene_path(path: str | os.PathLike[str]) -> tuple[Path, str | None]:

@@ -145,7 +145,7 @@ class SceneReader:
         Returns:
             ``(4, window.height, window.width)`` uint16 digital numbers: red, green, blue, nir.
         """
-        col, row, width, height = _whole_pixels(window)
+        col, row, width, height = whole_pixels(window)
         out = np.zeros((len(BANDS), height, width), np.dtype(DTYPE))
         c0, r0 = max(col, 0), max(row, 0)
         c1, r1 = min(col + width, self.scene.width), min(row + height, self.scene.height)
@@ -187,7 +187,7 @@ class SceneReader:
         self.close()
 
 
-def _whole_pixels(window: Window) -> tuple[int, int, int, int]:
+def whole_pixels(window: Window) -> tuple[int, int, int, int]:
     values = np.array([window.col_off, window.row_off, window.width, window.height], float)
     ints = np.rint(values).astype(int)
     if np.abs(values - ints).max() > 1e-6 or min(ints[2:]) <= 0:
