@@ -17,12 +17,22 @@ $(STAMP): pyproject.toml
 		|| { tail -n 40 $(VENV)/install.log; exit 1; }
 	touch $(STAMP)
 
+# The whole story on synthetic data, on the CPU, in a few minutes: a training set and a separate
+# test scene, a short r18 training run, export to ONNX, cloudseg-run, scores against the truth.
+# Runs and models go to $(DEMO)/home (CLOUDSEG_HOME), not to ~/.cache.
+DEMO_ENV := CLOUDSEG_HOME=$(abspath $(DEMO))/home
 demo: install
-	$(BIN)/cloudseg-synth scene $(DEMO)/scene --size 2000 --seed 7 --overwrite
-	$(BIN)/cloudseg-synth dataset $(DEMO)/38cloud --train-scenes 4 --test-scenes 2 \
-		--size 1152 --seed 0 --overwrite
-	$(BIN)/cloudseg-eda $(DEMO)/38cloud --out $(DEMO)/eda --overwrite
-	@echo "demo: scene in $(DEMO)/scene, dataset in $(DEMO)/38cloud, EDA report in $(DEMO)/eda/summary.md"
+	$(BIN)/cloudseg-synth dataset $(DEMO)/38cloud --train-scenes 6 --test-scenes 1 \
+		--size 1152 --seed 11 --overwrite -q
+	$(BIN)/cloudseg-synth scene $(DEMO)/scene --size 2000 --seed 7 --overwrite -q
+	$(BIN)/cloudseg-eda $(DEMO)/38cloud --out $(DEMO)/eda --overwrite -q
+	$(DEMO_ENV) $(BIN)/cloudseg-train --model r18 $(DEMO)/38cloud --no-pretrained --size 128 \
+		--epochs 6 --fine-tune-size 256 --fine-tune-epochs 1 --bs 8 --lr 1e-3 --cache \
+		--stats $(DEMO)/eda/band_stats.json --out $(DEMO)/home/runs/r18-demo --overwrite -q
+	$(DEMO_ENV) $(BIN)/cloudseg-export --model r18 --overwrite
+	$(DEMO_ENV) $(BIN)/cloudseg-run $(DEMO)/scene --out $(DEMO)/run --overwrite -q
+	$(BIN)/cloudseg-eval scenes $(DEMO)/run/*_cloudmask.tif --truth $(DEMO)/scene -q
+	@echo "demo: summary in $$(ls $(DEMO)/run/*_summary.json), preview in $$(ls $(DEMO)/run/*_preview.png)"
 
 test: install
 	$(BIN)/pytest -q
