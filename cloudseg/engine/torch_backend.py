@@ -12,15 +12,13 @@ from pathlib import Path
 
 import numpy as np
 
-from cloudseg.card import ModelCard, read_json
+from cloudseg.card import ModelCard
 from cloudseg.errors import MissingFileError, ModelError, ProviderError
 
 try:
     import torch
 
-    from cloudseg.train.models import build_model
-    from cloudseg.train.predict import cloud_probability, load_run, load_state_dict, model_name_of
-    from cloudseg.train.runs import CARD
+    from cloudseg.train.predict import cloud_probability, load_checkpoint, load_run
 except ImportError as exc:  # pragma: no cover - depends on the install
     raise ProviderError(
         f"the torch backend needs PyTorch ({exc.name} is missing): pip install 'cloudseg[train]'"
@@ -91,14 +89,6 @@ class TorchBackend:
 def _load(model: Path) -> tuple[torch.nn.Module, ModelCard]:
     if model.is_dir():
         return load_run(model)
-    if not model.is_file():
+    if not model.exists():
         raise MissingFileError(f"{model}: no run folder or checkpoint there")
-    card_path = model.parent / CARD
-    if not card_path.is_file():
-        raise ModelError(
-            f"{model}: no {CARD} beside it; the card holds the input normalisation and output "
-            "kind, which cannot be guessed: pass the run folder instead"
-        )
-    card = read_json(card_path)
-    net = build_model(model_name_of(card), pretrained=False, img_size=card.tile_size)
-    return load_state_dict(net, model), card
+    return load_checkpoint(model)

@@ -27,7 +27,7 @@ from cloudseg.errors import MissingFileError, ModelError
 from cloudseg.train.common import versions
 from cloudseg.train.data import DN_SCALE, measure_transform
 from cloudseg.train.models import build_model, model_spec
-from cloudseg.train.predict import load_run, load_state_dict, model_name_of
+from cloudseg.train.predict import checkpoint_card, load_checkpoint, load_run, model_name_of
 from cloudseg.train.runs import CARD, newest_run
 
 #: Per-band mean and std of ``dn / 65535`` on valid pixels of the 12 real 38-Cloud patches in
@@ -88,20 +88,10 @@ def _same_model(model: str, card: ModelCard, where: Path) -> None:
 
 
 def _checkpoint(model: str, checkpoint: Path) -> Source:
-    if not checkpoint.is_file():
-        raise MissingFileError(f"{checkpoint}: no checkpoint there")
-    card_path = checkpoint.parent / CARD
-    if not card_path.is_file():
-        raise ModelError(
-            f"{checkpoint}: no {CARD} beside it; the card holds the input normalisation the "
-            f"model was trained with and cannot be guessed: copy the run's {CARD} next to the "
-            "checkpoint, or pass --run RUN_DIR"
-        )
-    card = read_json(card_path)
-    _same_model(model, card, card_path)
-    net = build_model(model, pretrained=False, img_size=card.tile_size)
-    load_state_dict(net, checkpoint)
-    return Source(net.eval(), card, f"checkpoint {checkpoint}")
+    card = checkpoint_card(checkpoint)
+    _same_model(model, card, checkpoint.parent / CARD)  # before building the wrong model
+    net, card = load_checkpoint(checkpoint, card)
+    return Source(net, card, f"checkpoint {checkpoint}")
 
 
 def _random_init(model: str, data: Path | None, tile: int | None, seed: int) -> Source:

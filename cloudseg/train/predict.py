@@ -57,6 +57,32 @@ def load_run(run_dir: Path) -> tuple[nn.Module, ModelCard]:
     return model.eval(), card
 
 
+def checkpoint_card(checkpoint: Path) -> ModelCard:
+    """The card of a bare checkpoint: the run's ``card.json``, which must sit beside it.
+
+    The card holds the input normalisation the model was trained with, which cannot be guessed
+    from the weights, so a checkpoint without it is refused.
+    """
+    checkpoint = Path(checkpoint)
+    if not checkpoint.is_file():
+        raise MissingFileError(f"{checkpoint}: no checkpoint there")
+    card_path = checkpoint.parent / CARD
+    if not card_path.is_file():
+        raise ModelError(
+            f"{checkpoint}: no {CARD} beside it; the card holds the input normalisation the "
+            f"model was trained with and cannot be guessed: copy the run's {CARD} next to the "
+            "checkpoint, or pass the run folder"
+        )
+    return read_json(card_path)
+
+
+def load_checkpoint(checkpoint: Path, card: ModelCard | None = None) -> tuple[nn.Module, ModelCard]:
+    """A bare ``state_dict`` file as an eval-mode model on the CPU, with its card."""
+    card = card or checkpoint_card(checkpoint)
+    model = build_model(model_name_of(card), pretrained=False, img_size=card.tile_size)
+    return load_state_dict(model, Path(checkpoint)).eval(), card
+
+
 def cloud_probability(logits: torch.Tensor, card: ModelCard) -> torch.Tensor:
     """``(N, C, H, W)`` logits -> ``(N, H, W)`` cloud probability, by the card's output kind."""
     if card.output_kind == "sigmoid":
