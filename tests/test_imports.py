@@ -15,6 +15,14 @@ BASE_MODULES = [
     "cloudseg.info_cli",
     "cloudseg.eval_cli",
     "cloudseg.train.augment",
+    "cloudseg.evaluate",
+    "cloudseg.engine",
+    "cloudseg.engine.cli",
+    "cloudseg.engine.run",
+    "cloudseg.engine.pipeline",
+    "cloudseg.engine.backends",
+    "cloudseg.engine.outputs",
+    "cloudseg.data.cloud38_scene",
 ]
 
 
