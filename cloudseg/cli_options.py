@@ -44,19 +44,24 @@ seed_option = click.option(
 quiet_option = click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
 
 
-def out_dir_option(default_help: str) -> Callable[[F], F]:
-    """``--out DIR``: the folder the command writes into."""
+def out_dir_option(default_help: str, what: str = "Output folder") -> Callable[[F], F]:
+    """``--out DIR``: the folder the command writes into; required when ``default_help`` is ""."""
     return click.option(
         "--out",
         "out",
         type=click.Path(file_okay=False, path_type=Path),
+        default=None,
         required=default_help == "",
-        help=f"Output folder{'; ' + default_help if default_help else ''}.",
+        help=f"{what}{' (' + default_help + ')' if default_help else ''}.",
     )
 
 
 def progress_disabled(quiet: bool) -> bool:
-    """Progress bars are off when asked, and in CI, where they only flood the log."""
+    """Progress bars are off when asked, and in CI, where they only flood the log.
+
+    The one rule every command and pipeline follows (the fastai pipeline adds: stdout not a
+    terminal, since fastai's bars print tables too).
+    """
     return quiet or os.environ.get("CI", "").lower() in {"1", "true"}
 
 

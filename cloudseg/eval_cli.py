@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from cloudseg.cli_options import one_line_errors, progress_disabled, quiet_option
+from cloudseg.cli_options import one_line_errors, out_dir_option, progress_disabled, quiet_option
 
 PATCHES_EPILOG = """\b
 Examples:
@@ -36,12 +36,7 @@ def main() -> None:
 @click.option("--scenes", multiple=True, help="Only these scene ids (repeatable).")
 @click.option("--threshold", type=float, default=None, help="Default: the card's threshold.")
 @click.option("--bs", type=int, default=4, show_default=True, help="Patches per forward pass.")
-@click.option(
-    "--out",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=None,
-    help="Report folder (default: RUN_DIR/eval-<split>).",
-)
+@out_dir_option("default: RUN_DIR/eval-<split>", what="Report folder")
 @quiet_option
 @one_line_errors
 def patches(
@@ -105,12 +100,7 @@ Writes scores.json and scores.csv (per scene, mean over scenes, pooled) into --o
     help="Truth raster (one mask) or a folder searched for <id>_cloudmask_truth.TIF / "
     "edited_corrected_gts_<id>.TIF.",
 )
-@click.option(
-    "--out",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=None,
-    help="Report folder (default: the first mask's folder).",
-)
+@out_dir_option("default: the first mask's folder", what="Report folder")
 @click.option("--chunk-rows", type=int, default=512, show_default=True, help="Rows read per block.")
 @quiet_option
 @one_line_errors

@@ -10,6 +10,7 @@ import click
 
 from cloudseg.cli_options import (
     one_line_errors,
+    out_dir_option,
     overwrite_option,
     progress_disabled,
     quiet_option,
@@ -51,12 +52,7 @@ def _default_model() -> Path:
     # Checked by the backend, so an unknown name is one line listing the valid ones.
     help="cpu, cuda or tensorrt (ONNX Runtime), or torch (the native PyTorch path).",
 )
-@click.option(
-    "--out",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=None,
-    help="Output folder (default: a folder 'cloudseg' beside each scene).",
-)
+@out_dir_option("default: a folder 'cloudseg' beside each scene")
 @click.option(
     "--batch",
     type=click.IntRange(1),

@@ -9,7 +9,13 @@ from pathlib import Path
 
 import click
 
-from cloudseg.cli_options import one_line_errors, overwrite_option, quiet_option, seed_option
+from cloudseg.cli_options import (
+    one_line_errors,
+    out_dir_option,
+    overwrite_option,
+    quiet_option,
+    seed_option,
+)
 
 log = logging.getLogger("cloudseg.train")
 
@@ -35,12 +41,7 @@ the newest run of a model from there.
     required=True,
     help="r18: fastai UNet on ResNet18; r34: PyTorch UNet on ResNet34.",
 )
-@click.option(
-    "--out",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=None,
-    help="Run folder (default: a new folder under $CLOUDSEG_HOME/runs).",
-)
+@out_dir_option("default: a new folder under $CLOUDSEG_HOME/runs", what="Run folder")
 @click.option(
     "--size",
     type=int,

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,6 +36,7 @@ from fastai.learner import Learner
 from fastai.losses import BCEWithLogitsLossFlat
 from fastcore.basics import noop
 
+from cloudseg.cli_options import progress_disabled
 from cloudseg.errors import DataError, ModelError
 from cloudseg.train.augment import AugmentSpec
 from cloudseg.train.common import TrainConfig, TrainResult, pick_device, seed_everything
@@ -221,7 +221,7 @@ def suggest_lr(lrs: list[float], losses: list, num_it: int) -> tuple[float, tupl
 
 def is_quiet(config: TrainConfig) -> bool:
     """No progress bars when asked, on CI, or when stdout is not a terminal (a log file)."""
-    return config.quiet or bool(os.environ.get("CI")) or not sys.stdout.isatty()
+    return progress_disabled(config.quiet) or not sys.stdout.isatty()
 
 
 def plan_stages(config: TrainConfig, lr: float) -> list[Stage]:

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,6 +34,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm import tqdm  # not tqdm.auto: its asyncio class calls iter() on the loader again
 
+from cloudseg.cli_options import progress_disabled
 from cloudseg.errors import DataError, ModelError
 from cloudseg.metrics import Confusion
 from cloudseg.train.augment import AugmentSpec
@@ -137,7 +137,7 @@ def train(config: TrainConfig, data: TrainData, run_dir: Path) -> TrainResult:
         torch.backends.cudnn.benchmark = True  # one patch shape per stage: tune once, reuse
     model = build_model("r34", config.pretrained).to(device)
     loaders = _loaders(config, data, device)
-    quiet = config.quiet or bool(os.environ.get("CI"))
+    quiet = progress_disabled(config.quiet)
     rows: list[dict[str, Any]] = []
     bests: list[tuple[Stage, Best]] = []
     interrupted = False
