@@ -1,4 +1,6 @@
-"""38-Cloud and 95-Cloud patch folders: layout, names, readers, scene split and stitching.
+"""38-Cloud and 95-Cloud patch folders: layout, names, readers and the split by scene.
+
+Putting a scene's patches back together is :mod:`cloudseg.data.cloud38_stitch`.
 
 The layout is written as data here, at the top, so that the reader and the synthetic dataset
 writer (:mod:`cloudseg.data.synthetic`) agree on every name.
@@ -12,10 +14,10 @@ import math
 import os
 import re
 import warnings
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, NamedTuple
+from typing import NamedTuple
 
 import numpy as np
 import rasterio
@@ -134,15 +136,15 @@ def split_layout(split: str) -> SplitLayout:
 
 def band_file(root: Path, split: str, band: str, name: str) -> Path:
     """Path of one band (``red``, ``green``, ``blue``, ``nir`` or ``gt``) of patch ``name``."""
-    return _band_path(Path(root) / split_layout(split).folder, split, band, name)
+    return band_path(Path(root) / split_layout(split).folder, split, band, name)
 
 
 def entire_scene_gt_file(root: Path, split: str, scene: str) -> Path:
     """Path of a scene's whole ground-truth mask."""
-    return _scene_gt_path(Path(root) / split_layout(split).folder, scene)
+    return scene_gt_path(Path(root) / split_layout(split).folder, scene)
 
 
-def _band_path(folder: Path, split: str, band: str, name: str) -> Path:
+def band_path(folder: Path, split: str, band: str, name: str) -> Path:
     return (
         folder
         / SPLITS[split].band_folder.format(band=band)
@@ -150,7 +152,7 @@ def _band_path(folder: Path, split: str, band: str, name: str) -> Path:
     )
 
 
-def _scene_gt_path(folder: Path, scene: str) -> Path:
+def scene_gt_path(folder: Path, scene: str) -> Path:
     return folder / ENTIRE_SCENE_GT_DIR / ENTIRE_SCENE_GT_FILE.format(scene=scene)
 
 
@@ -356,11 +358,11 @@ def read_image(root: str | os.PathLike[str], split: str, patch: str | PatchId) -
     """
     folder = find_split(root, split)
     name = patch.name if isinstance(patch, PatchId) else parse_patch_name(patch).name
-    first = _read_single_band(_band_path(folder, split, BANDS[0], name), "uint16", None)
+    first = _read_single_band(band_path(folder, split, BANDS[0], name), "uint16", None)
     image = np.empty((len(BANDS), *first.shape), dtype=np.uint16)
     image[0] = first
     for i, band in enumerate(BANDS[1:], start=1):
-        image[i] = _read_single_band(_band_path(folder, split, band, name), "uint16", first.shape)
+        image[i] = _read_single_band(band_path(folder, split, band, name), "uint16", first.shape)
     return image
 
 
@@ -378,7 +380,7 @@ def read_mask(
     if not SPLITS[split].has_gt:
         return None
     name = patch.name if isinstance(patch, PatchId) else parse_patch_name(patch).name
-    gt = _read_single_band(_band_path(folder, split, GT_BAND, name), "uint8", shape)
+    gt = _read_single_band(band_path(folder, split, GT_BAND, name), "uint8", shape)
     return gt == 255
 
 
@@ -410,7 +412,7 @@ def empty_patches(
     return [p for p in patches if is_empty(read_image(root, split, p))]
 
 
-def _raster_shape(path: Path) -> tuple[int, int]:
+def raster_shape(path: Path) -> tuple[int, int]:
     if not path.is_file():
         raise MissingFileError(f"{path} is missing (pass the scene size to do without it)")
     try:
@@ -428,7 +430,7 @@ def read_scene_gt(root: str | os.PathLike[str], split: str, scene: str) -> np.nd
     Returns:
         ``(H, W)`` bool, True for cloud; the file may hold 0/255 or 0/1.
     """
-    path = _scene_gt_path(find_split(root, split), scene)
+    path = scene_gt_path(find_split(root, split), scene)
     gt = _read_single_band(path, "uint8", None)
     counts = np.bincount(gt.ravel(), minlength=256)
     present = set(np.flatnonzero(counts).tolist())
@@ -440,7 +442,7 @@ def read_scene_gt(root: str | os.PathLike[str], split: str, scene: str) -> np.nd
 
 
 # ---------------------------------------------------------------------------------------------
-# Scenes: split and stitching
+# Scenes: the split (stitching is in cloudseg.data.cloud38_stitch)
 # ---------------------------------------------------------------------------------------------
 
 
@@ -478,117 +480,3 @@ def split_by_scene(patches: Sequence[PatchId], val_fraction: float, seed: int = 
         [p for p in patches if p.scene not in valid_scenes],
         [p for p in patches if p.scene in valid_scenes],
     )
-
-
-def infer_grid(patches: Iterable[PatchId]) -> tuple[int, int]:
-    """Rows and columns of a scene's patch grid, from the names of its patches.
-
-    Rows are the largest row present; columns come from ``n = (row - 1) * ncols + col`` when a
-    patch below the first row is present, else the largest column.
-    """
-    patches = list(patches)
-    if not patches:
-        raise DataError("no patches: cannot infer a patch grid")
-    known = {p.ncols for p in patches if p.ncols is not None}
-    if len(known) > 1:
-        raise DataError(f"patch names of scene {patches[0].scene} disagree on ncols: {known}")
-    ncols = known.pop() if known else max(p.col for p in patches)
-    return max(p.row for p in patches), ncols
-
-
-class _Canvas:
-    """A scene-sized array that patches are placed into, cropped as the dataset's evaluation.
-
-    The evaluation pads nothing itself: it places patches at ``(row - 1) * P``, ``(col - 1) * P``
-    and crops the centre ``floor((padded - gt) / 2)``. Placing each patch straight into the
-    cropped array gives the same result without holding the padded scene in memory.
-    """
-
-    def __init__(self, gt_shape: tuple[int, int], grid: tuple[int, int], sample: np.ndarray):
-        self.size = sample.shape[-1]
-        height, width = gt_shape
-        self.grid = grid
-        self.top, self.left = pad_offsets(
-            height, width, grid[0] * self.size, grid[1] * self.size, self.size
-        )
-        if self.top < 0 or self.left < 0:
-            raise DataError(
-                f"a {grid[0]} x {grid[1]} grid of {self.size} px patches is smaller than the "
-                f"{height} x {width} ground truth"
-            )
-        self.array = np.zeros((*sample.shape[:-2], height, width), dtype=sample.dtype)
-
-    def place(self, pid: PatchId, patch: np.ndarray) -> None:
-        if pid.row > self.grid[0] or pid.col > self.grid[1]:
-            raise DataError(f"patch {pid.name} lies outside the {self.grid} grid")
-        size = self.size
-        if patch.shape[-2:] != (size, size) or patch.shape[:-2] != self.array.shape[:-2]:
-            raise DataError(f"patch {pid.name} has shape {patch.shape}, unlike the others")
-        height, width = self.array.shape[-2:]
-        y0, x0 = (pid.row - 1) * size - self.top, (pid.col - 1) * size - self.left
-        ys, ye, xs, xe = max(y0, 0), min(y0 + size, height), max(x0, 0), min(x0 + size, width)
-        if ys < ye and xs < xe:
-            self.array[..., ys:ye, xs:xe] = patch[..., ys - y0 : ye - y0, xs - x0 : xe - x0]
-
-
-def stitch(
-    patches: Mapping[PatchId, np.ndarray],
-    gt_shape: tuple[int, int],
-    grid: tuple[int, int] | None = None,
-) -> np.ndarray:
-    """Put a scene's patches together and crop the padding, as the dataset's evaluation does.
-
-    Args:
-        patches: ``(..., P, P)`` arrays of one scene, any dtype, by patch id; missing patches
-            stay 0.
-        gt_shape: ``(H, W)`` of the scene's ground truth.
-        grid: ``(rows, cols)`` of the padded grid; inferred from the names by default.
-
-    Returns:
-        ``(..., H, W)`` array of the patches' dtype.
-    """
-    if not patches:
-        raise DataError("no patches to stitch")
-    if len(scenes_of(patches)) > 1:
-        raise DataError(f"cannot stitch patches of several scenes: {scenes_of(patches)}")
-    canvas = _Canvas(gt_shape, grid or infer_grid(patches), next(iter(patches.values())))
-    for pid, patch in patches.items():
-        canvas.place(pid, patch)
-    return canvas.array
-
-
-def stitch_scene(
-    root: str | os.PathLike[str],
-    split: str,
-    scene: str,
-    kind: Literal["mask", "image"] = "mask",
-    gt_shape: tuple[int, int] | None = None,
-    grid: tuple[int, int] | None = None,
-) -> np.ndarray:
-    """Stitch every patch of ``scene`` listed in the split's CSV, one patch in memory at a time.
-
-    Args:
-        kind: ``"mask"`` for the patches' ground truth, ``"image"`` for their bands.
-        gt_shape: ``(H, W)``; by default the size of the scene's ``Entire_scene_gts`` file.
-
-    Returns:
-        ``(H, W)`` bool for ``"mask"``; ``(4, H, W)`` uint16 for ``"image"``.
-    """
-    folder = find_split(root, split)
-    if kind == "mask" and not SPLITS[split].has_gt:
-        raise DataError(f"the {split} split has no patch ground truth to stitch")
-    patches = [p for p in list_patches(folder, split, check=False) if p.scene == scene]
-    if not patches:
-        raise DataError(f"{folder / SPLITS[split].patches_csv} lists no patch of scene {scene}")
-    if gt_shape is None:
-        gt_shape = _raster_shape(_scene_gt_path(folder, scene))
-
-    def read(pid: PatchId) -> np.ndarray:
-        return read_mask(folder, split, pid) if kind == "mask" else read_image(folder, split, pid)
-
-    first = read(patches[0])
-    canvas = _Canvas(gt_shape, grid or infer_grid(patches), first)
-    canvas.place(patches[0], first)
-    for pid in patches[1:]:
-        canvas.place(pid, read(pid))
-    return canvas.array

@@ -2,7 +2,8 @@
 
 The engine (``cloudseg-run``) reads scenes through the small interface of
 :class:`cloudseg.data.landsat.LandsatScene`; :class:`Cloud38Scene` offers the same interface over a
-scene's patches, stitched as the dataset's own evaluation does (:func:`cloud38.stitch_scene`):
+scene's patches, stitched as the dataset's own evaluation does
+(:func:`cloud38_stitch.stitch_scene`):
 patch ``(row, col)`` sits at ``((row - 1) * P, (col - 1) * P)`` of the padded grid, and the scene
 is the centred crop of that grid to the size of the scene's ``Entire_scene_gts`` file (or the whole
 padded grid when that file is absent). Only the patches a window touches are read.
@@ -33,7 +34,7 @@ from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
 from rasterio.windows import Window
 
 from cloudseg.bands import BANDS, valid_pixels
-from cloudseg.data import cloud38
+from cloudseg.data import cloud38, cloud38_stitch
 from cloudseg.data.landsat import whole_pixels
 from cloudseg.errors import DataError, MissingFileError, SceneError
 
@@ -210,7 +211,7 @@ def _try_split(folder: Path, split: str) -> Path | None:
 
 def _patch_size(folder: Path, split: str, name: str) -> int:
     # The split folder may have any name, so paths are built from it, not from a dataset root.
-    path = cloud38._band_path(folder, split, BANDS[0], name)
+    path = cloud38.band_path(folder, split, BANDS[0], name)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", NotGeoreferencedWarning)
@@ -255,11 +256,11 @@ def open_cloud38_scene(path: str | os.PathLike[str], scene_id: str | None = None
     patches = [p for p in listed if p.scene == scene_id]
     if not patches:
         raise SceneError(f"{split_dir} lists no patch of scene {scene_id} ({len(scenes)} scenes)")
-    rows, cols = cloud38.infer_grid(patches)
+    rows, cols = cloud38_stitch.infer_grid(patches)
     size = _patch_size(split_dir, split, patches[0].name)
-    gt = cloud38._scene_gt_path(split_dir, scene_id)
+    gt = cloud38.scene_gt_path(split_dir, scene_id)
     if gt.is_file():
-        height, width = cloud38._raster_shape(gt)
+        height, width = cloud38.raster_shape(gt)
     else:
         height, width = rows * size, cols * size
     top, left = cloud38.pad_offsets(height, width, rows * size, cols * size, size)

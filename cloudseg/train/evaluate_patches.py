@@ -22,7 +22,7 @@ from tqdm import tqdm
 
 from cloudseg.bands import valid_pixels
 from cloudseg.card import ModelCard
-from cloudseg.data import cloud38
+from cloudseg.data import cloud38, cloud38_stitch
 from cloudseg.data.cloud38 import PatchId
 from cloudseg.errors import DataError
 from cloudseg.evaluate import report, write_report
@@ -71,8 +71,8 @@ def evaluate(
             bar.update(len(chunk))
         if not has_gt:
             truth = cloud38.read_scene_gt(root, split, scene)
-            pred = cloud38.stitch(probs, truth.shape) > threshold
-            confusion.add(pred, truth, cloud38.stitch(images, truth.shape))
+            pred = cloud38_stitch.stitch(probs, truth.shape) > threshold
+            confusion.add(pred, truth, cloud38_stitch.stitch(images, truth.shape))
         out[scene] = confusion
     bar.close()
     return out

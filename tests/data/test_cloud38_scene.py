@@ -11,7 +11,7 @@ from rasterio.errors import NotGeoreferencedWarning
 from rasterio.windows import Window
 
 from cloudseg.bands import valid_pixels
-from cloudseg.data import cloud38
+from cloudseg.data import cloud38, cloud38_stitch
 from cloudseg.data.cloud38_scene import (
     Cloud38Scene,
     is_cloud38_path,
@@ -30,7 +30,7 @@ def dataset(tmp_path_factory):
     write_38cloud_dataset(root, train_scenes=1, test_scenes=1, size=SIZE, seed=3, patch_size=PATCH)
     split = cloud38.find_split(root, "test")
     (scene,) = cloud38.scenes_of(cloud38.list_patches(split, "test"))
-    stitched = cloud38.stitch_scene(root, "test", scene, kind="image")
+    stitched = cloud38_stitch.stitch_scene(root, "test", scene, kind="image")
     return root, scene, stitched
 
 
@@ -110,7 +110,7 @@ def test_without_scene_gt_the_scene_is_the_padded_grid(dataset, tmp_path):
     with scene.open() as reader:
         got = reader.read(Window(0, 0, 6 * PATCH, 6 * PATCH))
     np.testing.assert_array_equal(
-        got, cloud38.stitch_scene(copy, "test", sid, kind="image", gt_shape=(576, 576))
+        got, cloud38_stitch.stitch_scene(copy, "test", sid, kind="image", gt_shape=(576, 576))
     )
 
 

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from cloudseg.data import cloud38
+from cloudseg.data import cloud38, cloud38_stitch
 from cloudseg.data.synthetic import make_scene
 from cloudseg.data.synthetic_dataset import dataset_specs, write_38cloud_dataset
 
@@ -26,7 +26,7 @@ def test_reader_reads_what_the_writer_wrote(tmp_path, size, patch):
     split, spec = dataset_specs(2, 1, size, 5)[-1]
     assert split == "test"
     scene = make_scene(spec)
-    stitched = cloud38.stitch_scene(root, "test", spec.product_id, kind="image")
+    stitched = cloud38_stitch.stitch_scene(root, "test", spec.product_id, kind="image")
     np.testing.assert_array_equal(stitched, scene.bands)
     truth = cloud38.read_scene_gt(root, "test", spec.product_id)
     np.testing.assert_array_equal(truth, scene.mask == 1)
