@@ -15,6 +15,10 @@ $(STAMP): pyproject.toml
 	@# pip's log is long (local wheel indexes); keep it in a file and show it only on failure.
 	$(BIN)/pip install -q -e '.[train,dev]' > $(VENV)/install.log 2>&1 \
 		|| { tail -n 40 $(VENV)/install.log; exit 1; }
+	@# ukis-csmask (the `ukis` extra) for the foreign-model tests and benchmarks/peer.py. Not
+	@# through the extra: --no-deps keeps its onnxruntime extras from replacing onnxruntime-gpu.
+	$(BIN)/pip install -q --no-deps 'ukis-csmask>=1.0' >> $(VENV)/install.log 2>&1 \
+		|| { tail -n 40 $(VENV)/install.log; exit 1; }
 	touch $(STAMP)
 
 # The whole story on synthetic data, on the CPU, in a few minutes: a training set and a separate

@@ -20,9 +20,10 @@ from ukis_csmask.mask import CSmask  # noqa: E402
 
 from cloudseg.bands import BANDS, reorder, valid_pixels  # noqa: E402
 from cloudseg.card import read as read_card  # noqa: E402
+from cloudseg.data import cloud38  # noqa: E402
 from cloudseg.data.landsat import open_scene  # noqa: E402
 from cloudseg.data.mtl import toa_reflectance  # noqa: E402
-from cloudseg.data.synthetic import SceneSpec, make_scene  # noqa: E402
+from cloudseg.data.synthetic import SceneSpec, SyntheticScene, make_scene  # noqa: E402
 from cloudseg.data.synthetic_write import write_scene_folder  # noqa: E402
 from cloudseg.engine.cli import main as run_main  # noqa: E402
 from cloudseg.engine.foreign.ukis_csmask import (  # noqa: E402
@@ -64,14 +65,26 @@ def test_make_card_refuses_another_model() -> None:
 
 
 def _scene(tmp_path: Path, size: int) -> tuple[Path, np.ndarray, np.ndarray]:
-    """A synthetic Level-1 folder, its DN and its TOA reflectance as ``CSmask`` wants it:
-    ``(rows, cols, bands)`` float32 in ukis's band order, 0 at no-data as the engine feeds it."""
+    """A synthetic Level-1 folder, its DN and its TOA reflectance as ``CSmask`` wants it."""
     synthetic = make_scene(SceneSpec(seed=5, height=size, width=size))
     folder = tmp_path / f"scene{size}"
-    write_scene_folder(synthetic, folder)
-    toa = toa_reflectance(synthetic.bands, BANDS, open_scene(folder).mtl)
+    return folder, synthetic.bands, _write(synthetic, folder)
+
+
+def _write(scene: SyntheticScene, folder: Path) -> np.ndarray:
+    """Write ``scene`` as a Level-1 folder; return its TOA reflectance as ``CSmask`` wants it:
+    ``(rows, cols, bands)`` float32 in ukis's band order, 0 at no-data as the engine feeds it."""
+    write_scene_folder(scene, folder)
+    toa = toa_reflectance(scene.bands, BANDS, open_scene(folder).mtl)
     img = np.moveaxis(reorder(toa, BANDS, UKIS_BANDS), 0, -1)
-    return folder, synthetic.bands, np.ascontiguousarray(img, np.float32)
+    return np.ascontiguousarray(img, np.float32)
+
+
+def _self_agreement(img: np.ndarray, theirs: np.ndarray, valid: np.ndarray, shift: int = 10):
+    """CSmask against itself when only its tile grid moves by ``shift`` px (on the overlap)."""
+    moved = _csmask(img[shift:, shift:]).csm[..., 0] == CLASSES.index("cloud")
+    v = valid[shift:, shift:]
+    return float(np.mean(moved[v] == theirs[shift:, shift:][v]))
 
 
 def _cloudseg_mask(folder: Path, model: Path, out: Path, overlap: int) -> np.ndarray:
@@ -124,12 +137,46 @@ def test_cloudseg_run_agrees_with_csmask(ukis_model: Path, tmp_path: Path) -> No
     assert np.all(ours[~valid] == 255)
     agreement = float(np.mean(ours[valid] == theirs[valid]))
     shift = 10
-    moved = _csmask(img[shift:, shift:]).csm[..., 0] == CLASSES.index("cloud")
-    v = valid[shift:, shift:]
-    self_agreement = float(np.mean(moved[v] == theirs[shift:, shift:][v]))
+    self_agreement = _self_agreement(img, theirs, valid, shift)
     print(
         f"whole scene: cloudseg vs CSmask {agreement:.5f} on {valid.sum()} valid px; CSmask vs "
         f"itself with its grid moved {shift} px {self_agreement:.5f}; cloud share ours "
         f"{ours[valid].mean():.4f}, CSmask {theirs[valid].mean():.4f}"
     )
     assert agreement >= self_agreement - 0.02
+
+
+def test_on_real_pixels_where_the_model_is_stable_agreement_is_over_99(
+    ukis_model: Path, sample: Path, tmp_path: Path
+) -> None:
+    """The real 38-Cloud patches (384 px: two tiles a side for both tools, on different grids).
+
+    On real Landsat pixels this model is far less window-sensitive than on synthetic scenes;
+    wherever CSmask agrees with itself on >= 99.5 % when its grid moves, cloudseg's mask agrees
+    with CSmask's on >= 99 % of valid pixels. (Measured: 6 of the 9 non-empty patches are stable,
+    agreeing 99.68-99.99 %; the other three, 91-97 %, track CSmask's own 94.7-97.8 %.)
+    """
+    split = sample / "38-Cloud_training"
+    stable = []
+    for pid in cloud38.list_patches(split, "train"):
+        dn = cloud38.read_image(split, "train", pid)
+        valid = valid_pixels(dn)
+        if valid.mean() < 0.5:
+            continue  # mostly the black margin of its scene
+        # A scene folder around real pixels: the synthetic writer adds the georeferencing and an
+        # MTL (Landsat 8's reflectance coefficients), so both tools read the same TOA values.
+        spec = SceneSpec(height=dn.shape[1], width=dn.shape[2])
+        layers = {"water": np.zeros(dn.shape[1:], bool)}  # the MTL's land-cloud figure needs it
+        scene = SyntheticScene(spec, dn, np.where(valid, 0, 255).astype(np.uint8), layers)
+        img = _write(scene, tmp_path / pid.name)
+        theirs = _csmask(img).csm[..., 0] == CLASSES.index("cloud")
+        ours = _cloudseg_mask(
+            tmp_path / pid.name, ukis_model, tmp_path / f"{pid.name}-out", UKIS_MATCHING_OVERLAP
+        )
+        agreement = float(np.mean(ours[valid] == theirs[valid]))
+        itself = _self_agreement(img, theirs, valid)
+        print(f"{pid.scene}: cloudseg vs CSmask {agreement:.4f}, CSmask vs itself {itself:.4f}")
+        if itself >= 0.995:
+            stable.append(agreement)
+    assert len(stable) >= 3, "too few patches on which the model is stable to test"
+    assert min(stable) >= 0.99
