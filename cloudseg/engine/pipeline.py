@@ -57,6 +57,7 @@ class RunStats:
 
     tiles_run: int = 0
     tiles_skipped: int = 0
+    batches_run: int = 0  # backend calls; a short batch is padded, so each costs a full batch
     times: StageTimes = field(default_factory=StageTimes)
 
 
@@ -232,6 +233,7 @@ def run_scene(
         stats.times.infer += t1 - t0
         stats.times.blend += time.perf_counter() - t1
         stats.tiles_run += len(pending)
+        stats.batches_run += 1
         pending.clear()
 
     def emit(next_row_off: int | None) -> None:

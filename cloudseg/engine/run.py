@@ -126,6 +126,7 @@ def _one(
         **written.as_dict(),
         "tiles_run": stats.tiles_run,
         "tiles_skipped": stats.tiles_skipped,
+        "batches_run": stats.batches_run,
         "tile": spec.tile,
         "overlap": spec.overlap,
         "batch": config.batch,

@@ -1,0 +1,245 @@
+"""What every benchmark shares: interleaved repeats, medians, machine facts, peak RSS, results.
+
+This machine is shared and noisy, so no figure stands alone: every claim is a ratio of things
+measured in the same run, interleaved (A B A B ...) so that a burst of load from another job hits
+every case alike, and reported as the median of the repeats after warm-up.
+
+Results go to ``benchmarks/results/<name>.json`` (every repeat, the machine, the command line)
+and ``<name>.md`` (the tables); ``benchmarks/readme.py`` pastes the tables into the README.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import platform
+import shlex
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+BENCH_DIR = Path(__file__).resolve().parent
+RESULTS_DIR = BENCH_DIR / "results"
+REPO = BENCH_DIR.parent
+
+
+def interleaved(
+    cases: dict[str, Callable[[], Any]], repeats: int, warmup: int = 1
+) -> dict[str, list[float]]:
+    """Seconds per call of each case, run round-robin: ``warmup`` untimed rounds, then
+    ``repeats`` timed ones, each round calling every case once in order."""
+    for _ in range(warmup):
+        for fn in cases.values():
+            fn()
+    times: dict[str, list[float]] = {name: [] for name in cases}
+    for _ in range(repeats):
+        for name, fn in cases.items():
+            t0 = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - t0)
+    return times
+
+
+def median(values: Sequence[float]) -> float:
+    return float(statistics.median(values))
+
+
+def spread(values: Sequence[float]) -> float:
+    """Relative spread of the repeats: (max - min) / median; shown so noise is visible."""
+    m = median(values)
+    return float((max(values) - min(values)) / m) if m else 0.0
+
+
+def matmul_gflops(repeats: int, n: int = 2048) -> list[float]:
+    """The machine's fp32 ceiling: GFLOP/s of an ``n x n`` matrix product in torch (MKL /
+    oneDNN, all cores), one figure per repeat. Called between the cases it bounds."""
+    import torch
+
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    torch.mm(a, b)  # warm-up: thread pool, first-touch pages
+    out = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        torch.mm(a, b)
+        out.append(2 * n**3 / (time.perf_counter() - t0) / 1e9)
+    return out
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def _cpu_flags() -> list[str]:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                flags = set(line.split(":", 1)[1].split())
+                wanted = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile")
+                return [f for f in wanted if f in flags]
+    except OSError:
+        pass
+    return []
+
+
+def _version(module: str) -> str | None:
+    try:
+        from importlib.metadata import version
+
+        return version(module)
+    except Exception:  # not installed: reported as absent
+        return None
+
+
+def _git_commit() -> str | None:
+    try:
+        out = subprocess.run(
+            ["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"],
+            capture_output=True, text=True, check=True,
+        )  # fmt: skip
+        dirty = subprocess.run(
+            ["git", "-C", str(REPO), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True, text=True, check=True,
+        ).stdout.strip()  # fmt: skip
+        return out.stdout.strip() + ("+dirty" if dirty else "")
+    except (OSError, subprocess.CalledProcessError):
+        return None
+
+
+def machine() -> dict[str, Any]:
+    """Facts that decide the figures: CPU, cores, memory, load, library versions, commit."""
+    mem_kib = None
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal"):
+                mem_kib = int(line.split()[1])
+    except OSError:
+        pass
+    return {
+        "cpu": _cpu_model(),
+        "cpu_flags": _cpu_flags(),
+        "cores": os.cpu_count(),
+        "memory_gib": round(mem_kib / 2**20, 1) if mem_kib else None,
+        "load_average": [round(x, 2) for x in os.getloadavg()],
+        "python": platform.python_version(),
+        "versions": {
+            m: _version(m)
+            for m in ("torch", "onnxruntime-gpu", "onnxruntime", "numpy", "rasterio", "fastai")
+            if _version(m)
+        },
+        "gpu": _gpu(),
+        "commit": _git_commit(),
+        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+def _gpu() -> str | None:
+    try:
+        import torch
+
+        return torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+    except Exception:  # torch absent or CUDA unusable: no GPU to report
+        return None
+
+
+def command_line() -> str:
+    """How this run was started, as a command a reader can paste (from the repository root)."""
+    script = Path(sys.argv[0])
+    try:
+        script = script.resolve().relative_to(REPO)
+    except ValueError:
+        pass
+    return shlex.join(["python", str(script), *sys.argv[1:]])
+
+
+def write_results(name: str, results: dict[str, Any], tables: str, out_dir: Path) -> Path:
+    """Write ``<name>.json`` (results + machine + command) and ``<name>.md`` (the tables,
+    headed by the command and machine); returns the JSON path."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    facts = machine()
+    doc = {"benchmark": name, "command": command_line(), "machine": facts, **results}
+    json_path = out_dir / f"{name}.json"
+    json_path.write_text(json.dumps(doc, indent=2, default=str) + "\n")
+    head = (
+        f"`{doc['command']}` — {facts['date']}, commit {facts['commit']}, "
+        f"{facts['cpu']} ({facts['cores']} cores, {', '.join(facts['cpu_flags'])}), "
+        f"GPU: {facts['gpu'] or 'none'}, load average {facts['load_average'][0]}\n\n"
+    )
+    (out_dir / f"{name}.md").write_text(head + tables.rstrip() + "\n")
+    return json_path
+
+
+def table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    """A markdown table; floats shown to 3 significant figures."""
+
+    def cell(v: Any) -> str:
+        if isinstance(v, float):
+            return f"{v:.3g}" if abs(v) < 1000 else f"{v:,.0f}"
+        return "" if v is None else str(v)
+
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
+    return "\n".join(lines) + "\n"
+
+
+def raise_if_failed(code: int, cmd: Sequence[str], err: str) -> None:
+    if code != 0:
+        tail = "\n".join(err.strip().splitlines()[-5:])
+        raise RuntimeError(f"{shlex.join(map(str, cmd))} exited {code}:\n{tail}")
+
+
+def run_with_peak_rss(cmd: Sequence[str], env: dict[str, str] | None = None) -> dict[str, Any]:
+    """Run ``cmd`` in a child; wall seconds, peak RSS in MiB (``ru_maxrss`` of that child, from
+    ``wait4``), stdout and stderr (spooled to files so a chatty child cannot block on a pipe).
+
+    Raises:
+        RuntimeError: the command failed (its stderr tail in the message).
+    """
+    import tempfile
+
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        t0 = time.perf_counter()
+        proc = subprocess.Popen(list(map(str, cmd)), stdout=out, stderr=err, env=env, text=True)
+        _, status, usage = os.wait4(proc.pid, 0)
+        wall = time.perf_counter() - t0
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        err.seek(0)
+        stdout, stderr = out.read(), err.read()
+    raise_if_failed(proc.returncode, cmd, stderr)
+    return {
+        "seconds": wall,
+        "peak_rss_mib": usage.ru_maxrss / 1024,
+        "stdout": stdout,
+        "stderr": stderr,
+    }
+
+
+def python_cmd(*args: str) -> list[str]:
+    """``[python, *args]`` with this interpreter (the venv's), for child processes."""
+    return [sys.executable, *args]
+
+
+__all__ = [
+    "BENCH_DIR",
+    "RESULTS_DIR",
+    "interleaved",
+    "machine",
+    "matmul_gflops",
+    "median",
+    "python_cmd",
+    "run_with_peak_rss",
+    "spread",
+    "table",
+    "write_results",
+]

@@ -1,0 +1,58 @@
+"""``benchmarks/engine.py --quick`` runs end to end and writes results of the right shape.
+
+The figures themselves are never asserted: this machine is shared, and the benchmark's targets
+are printed as PASS/MISS for a person to read. The synthetic scenes and the random r34 model are
+cached in the system temp folder (the script's default), so only the first run pays for them.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "engine.py"
+STAGES = {"read", "infer", "blend", "write", "wall"}
+
+
+def positive(value: float) -> bool:
+    return isinstance(value, (int, float)) and value > 0
+
+
+def test_engine_quick_writes_results(tmp_path):
+    done = subprocess.run(
+        [sys.executable, str(SCRIPT), "--quick", "--out", str(tmp_path)],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    doc = json.loads((tmp_path / "engine.json").read_text())
+    assert (tmp_path / "engine.md").read_text().count("|") > 20
+    assert doc["benchmark"] == "engine"
+    assert "--quick" in doc["command"] and "engine.py" in doc["command"]
+    assert doc["machine"]["cores"] >= 1 and doc["machine"]["cpu"]
+
+    eff = doc["efficiency"]
+    assert len(eff["engine"]) == len(eff["model_only"]) == doc["config"]["repeats"] >= 2
+    assert eff["batches"] >= eff["tiles_run"] / doc["config"]["batch"] > 0
+    for value in (eff["efficiency"], eff["efficiency_child"], eff["reread_seconds"]):
+        assert positive(value)
+    for run in eff["engine"]:
+        assert set(run["seconds"]) == STAGES
+        assert all(positive(run["seconds"][k]) for k in ("read", "infer", "write", "wall"))
+        assert positive(run["child_seconds"]) and positive(run["peak_rss_mib"])
+    for run in eff["model_only"]:
+        assert positive(run["seconds"]) and positive(run["peak_rss_mib"])
+
+    sweep = doc["sweep"]
+    assert [s["size"] for s in sweep] == sorted(doc["config"]["sizes"])
+    for entry in sweep:
+        assert positive(entry["megapixels_per_second"]) and positive(entry["peak_rss_mib"])
+        assert set(entry["seconds"]) == STAGES and positive(entry["seconds"]["wall"])
+    strips = doc["strips"]
+    assert len({s["width"] for s in strips}) == 1 and len({s["height"] for s in strips}) == 2
+    assert all(positive(s["peak_rss_mib"]) for s in strips)
+    targets = doc["targets"]
+    for key in ("rss_ratio", "rss_height_ratio", "rss_max_mib"):
+        assert positive(targets[key])
+    assert isinstance(targets["efficiency_pass"], bool)

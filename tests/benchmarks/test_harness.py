@@ -1,0 +1,75 @@
+"""The benchmark harness: interleaving, peak RSS of a child, tables, and the README composer."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCH_DIR = Path(__file__).resolve().parents[2] / "benchmarks"
+sys.path.insert(0, str(BENCH_DIR))
+
+import harness  # noqa: E402
+import readme  # noqa: E402
+
+
+def test_interleaved_runs_cases_round_robin_after_warmup() -> None:
+    calls: list[str] = []
+    times = harness.interleaved(
+        {"a": lambda: calls.append("a"), "b": lambda: calls.append("b")}, repeats=3, warmup=1
+    )
+    assert calls == ["a", "b"] * 4
+    assert {k: len(v) for k, v in times.items()} == {"a": 3, "b": 3}
+    assert all(t >= 0 for v in times.values() for t in v)
+
+
+def test_median_and_spread() -> None:
+    assert harness.median([3.0, 1.0, 2.0]) == 2.0
+    assert harness.spread([1.0, 2.0, 3.0]) == pytest.approx(1.0)
+
+
+def test_peak_rss_is_the_childs_own() -> None:
+    """A child that touches 400 MB reports at least that; a bare interpreter far less."""
+    big = harness.run_with_peak_rss(
+        harness.python_cmd("-c", "import numpy as np; a = np.ones(50_000_000); print(a[-1])")
+    )
+    small = harness.run_with_peak_rss(harness.python_cmd("-c", "print(1)"))
+    assert big["stdout"].strip() == "1.0"
+    assert big["peak_rss_mib"] > 380
+    assert small["peak_rss_mib"] < 100
+    assert big["seconds"] > 0
+
+
+def test_failed_child_raises_with_its_stderr() -> None:
+    with pytest.raises(RuntimeError, match="boom"):
+        harness.run_with_peak_rss(harness.python_cmd("-c", "raise SystemExit('boom')"))
+
+
+def test_table_formats_floats_to_three_figures() -> None:
+    text = harness.table(["path", "MP/s"], [["ort", 0.123456], ["big", 12345.6], ["none", None]])
+    assert text.splitlines()[2] == "| ort | 0.123 |"
+    assert "| big | 12,346 |" in text and "| none |  |" in text
+
+
+def test_write_results_records_command_and_machine(tmp_path: Path) -> None:
+    import json
+
+    path = harness.write_results("demo", {"figure": 1.5}, "| a |\n", tmp_path)
+    doc = json.loads(path.read_text())
+    assert doc["benchmark"] == "demo" and doc["figure"] == 1.5
+    assert doc["command"].startswith("python ")
+    assert doc["machine"]["cores"] >= 1
+    assert (tmp_path / "demo.md").read_text().endswith("| a |\n")
+
+
+def test_readme_blocks_are_replaced_by_results(tmp_path: Path) -> None:
+    (tmp_path / "engine.md").write_text("| new |\n")
+    text = (
+        "intro\n<!-- results:engine -->\nold\n<!-- /results:engine -->\n"
+        "<!-- results:peer -->\nx\n<!-- /results:peer -->\n"
+    )
+    out = readme.render(text, tmp_path)
+    assert "<!-- results:engine -->\n| new |\n<!-- /results:engine -->" in out
+    assert "_Not run yet: `python benchmarks/peer.py`._" in out
+    assert out.startswith("intro\n") and "old" not in out
