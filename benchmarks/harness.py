@@ -198,31 +198,47 @@ def raise_if_failed(code: int, cmd: Sequence[str], err: str) -> None:
         raise RuntimeError(f"{shlex.join(map(str, cmd))} exited {code}:\n{tail}")
 
 
+# Runs argv[1:] as its own child and prints that child's exit status and peak RSS. Why a
+# launcher: Linux keeps ru_maxrss across fork and exec, so a command spawned straight from this
+# process starts with this process's high-water mark (a benchmark that has imported torch would
+# inflate every figure). The launcher is a fresh, small interpreter; its child's peak is the
+# command's own (floored at the launcher's ~10 MiB, far below anything measured).
+_LAUNCHER = """
+import os, sys
+pid = os.fork()
+if pid == 0:
+    try:
+        os.execvp(sys.argv[1], sys.argv[1:])
+    except OSError as exc:
+        print(exc, file=sys.stderr)
+    os._exit(127)
+_, status, usage = os.wait4(pid, 0)
+print(os.waitstatus_to_exitcode(status), usage.ru_maxrss, file=sys.stderr)
+"""
+
+
 def run_with_peak_rss(cmd: Sequence[str], env: dict[str, str] | None = None) -> dict[str, Any]:
-    """Run ``cmd`` in a child; wall seconds, peak RSS in MiB (``ru_maxrss`` of that child, from
-    ``wait4``), stdout and stderr (spooled to files so a chatty child cannot block on a pipe).
+    """Run ``cmd`` in a child; wall seconds, its own peak RSS in MiB, stdout and stderr
+    (spooled to files so a chatty child cannot block on a pipe).
 
     Raises:
         RuntimeError: the command failed (its stderr tail in the message).
     """
     import tempfile
 
+    argv = [sys.executable, "-S", "-c", _LAUNCHER, *map(str, cmd)]
     with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
         t0 = time.perf_counter()
-        proc = subprocess.Popen(list(map(str, cmd)), stdout=out, stderr=err, env=env, text=True)
-        _, status, usage = os.wait4(proc.pid, 0)
+        subprocess.run(argv, stdout=out, stderr=err, env=env, text=True, check=False)
         wall = time.perf_counter() - t0
-        proc.returncode = os.waitstatus_to_exitcode(status)
         out.seek(0)
         err.seek(0)
         stdout, stderr = out.read(), err.read()
-    raise_if_failed(proc.returncode, cmd, stderr)
-    return {
-        "seconds": wall,
-        "peak_rss_mib": usage.ru_maxrss / 1024,
-        "stdout": stdout,
-        "stderr": stderr,
-    }
+    *lines, last = stderr.rstrip("\n").split("\n") or [""]
+    code, maxrss_kib = (int(v) for v in last.split())
+    stderr = "\n".join(lines) + ("\n" if lines else "")
+    raise_if_failed(code, cmd, stderr)
+    return {"seconds": wall, "peak_rss_mib": maxrss_kib / 1024, "stdout": stdout, "stderr": stderr}
 
 
 def python_cmd(*args: str) -> list[str]:

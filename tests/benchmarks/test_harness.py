@@ -30,11 +30,16 @@ def test_median_and_spread() -> None:
 
 
 def test_peak_rss_is_the_childs_own() -> None:
-    """A child that touches 400 MB reports at least that; a bare interpreter far less."""
+    """A child that touches 400 MB reports at least that; a bare interpreter far less, even when
+    this process holds 400 MB itself (Linux keeps ru_maxrss across fork and exec)."""
+    import numpy as np
+
     big = harness.run_with_peak_rss(
         harness.python_cmd("-c", "import numpy as np; a = np.ones(50_000_000); print(a[-1])")
     )
+    held = np.ones(50_000_000)
     small = harness.run_with_peak_rss(harness.python_cmd("-c", "print(1)"))
+    del held
     assert big["stdout"].strip() == "1.0"
     assert big["peak_rss_mib"] > 380
     assert small["peak_rss_mib"] < 100
@@ -44,6 +49,8 @@ def test_peak_rss_is_the_childs_own() -> None:
 def test_failed_child_raises_with_its_stderr() -> None:
     with pytest.raises(RuntimeError, match="boom"):
         harness.run_with_peak_rss(harness.python_cmd("-c", "raise SystemExit('boom')"))
+    with pytest.raises(RuntimeError, match="exited 127:\n.*No such file"):
+        harness.run_with_peak_rss(["/nonexistent/command"])
 
 
 def test_table_formats_floats_to_three_figures() -> None:
