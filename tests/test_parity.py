@@ -147,6 +147,22 @@ def test_parity_figures_are_logged_on_one_line(exported):
     assert "max |logit diff|" in line and "0 mask mismatches" in line
 
 
+def _quantised_types(model: onnx.ModelProto) -> dict[str, set[str]]:
+    """Integer types in a QDQ graph: of activations (the zero points of QuantizeLinear nodes) and
+    of weights (stored already quantised, as initialisers feeding DequantizeLinear nodes)."""
+    inits = {i.name: i for i in model.graph.initializer}
+    name = onnx.TensorProto.DataType.Name
+    kinds: dict[str, set[str]] = {"activations": set(), "weights": set()}
+    for node in model.graph.node:
+        if node.op_type == "QuantizeLinear" and len(node.input) > 2:
+            kinds["activations"].add(name(inits[node.input[2]].data_type))
+        elif node.op_type == "DequantizeLinear" and node.input[0] in inits:
+            tensor = inits[node.input[0]]
+            if len(tensor.dims) == 4:  # conv kernels (biases are int32)
+                kinds["weights"].add(name(tensor.data_type))
+    return kinds
+
+
 def test_int8_smoke(exported, tmp_path):
     """Quantisation runs, keeps the head in float32, passes the checks and reports a number."""
     source, done, _ = exported
@@ -158,6 +174,13 @@ def test_int8_smoke(exported, tmp_path):
     assert {"QuantizeLinear", "DequantizeLinear", "Conv"} <= ops
     head = {n.name: n for n in model.graph.node}[head_nodes(model)[0]]
     assert head.op_type == "Conv"  # the head itself is not followed by a QuantizeLinear
+    # U8S8 by default (ORT's fast CPU kernels): activations quantise to uint8, weights to int8.
+    assert _quantised_types(model) == {"activations": {"UINT8"}, "weights": {"INT8"}}
+    signed = tmp_path / "int8-signed.onnx"
+    to_int8(
+        done.path, signed, source.card.transform.apply(patches.raw[:2]), signed_activations=True
+    )
+    assert _quantised_types(onnx.load(signed)) == {"activations": {"INT8"}, "weights": {"INT8"}}
     figures = par.mask_agreement(
         session(done.path), session(out), source.card, patches.raw[4:], "int8", "synthetic"
     )

@@ -66,6 +66,7 @@ class ExportConfig:
     opset: int = DEFAULT_OPSET
     fp16: bool = False
     int8: bool = False
+    int8_signed: bool = False  # S8S8 activations (TensorRT) instead of U8S8 (CPU)
     data: Path | None = None  # 38-Cloud-layout folder: real patches for checks and calibration
     calib_patches: int = 64
     held_out_patches: int = 16
@@ -181,7 +182,7 @@ def _export_variant(
 
             if calib is None:
                 raise DataError("int8 needs calibration patches: pass --calib DATA_DIR")
-            to_int8(base, tmp, card.transform.apply(calib.raw))
+            to_int8(base, tmp, card.transform.apply(calib.raw), config.int8_signed)
         del base
         facts = graph_facts(check_file(tmp, len(card.classes), config.tile))
         figures = par.mask_agreement(
@@ -190,6 +191,7 @@ def _export_variant(
         extra = {"parity": fp32.figures.to_dict(), "agreement": figures.to_dict()}
         if calib is not None and variant == "int8":
             extra["calibration"] = {"patches": len(calib), "source": calib.source}
+            extra["int8_activations"] = "int8 (S8S8)" if config.int8_signed else "uint8 (U8S8)"
         card = export_card(card, config, facts, variant, source, extra)
         return _finish(tmp, path, variant, start, figures, card)
 
