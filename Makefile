@@ -46,12 +46,12 @@ test-all: install
 	$(BIN)/pytest -q -m ''
 
 lint: install
-	$(BIN)/ruff check cloudseg tests
-	$(BIN)/ruff format --check cloudseg tests
+	$(BIN)/ruff check cloudseg tests benchmarks
+	$(BIN)/ruff format --check cloudseg tests benchmarks
 
 format: install
-	$(BIN)/ruff format cloudseg tests
-	$(BIN)/ruff check --fix cloudseg tests
+	$(BIN)/ruff format cloudseg tests benchmarks
+	$(BIN)/ruff check --fix cloudseg tests benchmarks
 
 clean:
 	rm -rf $(DEMO) build *.egg-info

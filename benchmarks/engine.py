@@ -328,7 +328,9 @@ def main() -> None:
     p.add_argument("--size", type=int, default=4000, help="efficiency scene side (px)")
     p.add_argument("--repeats", type=int, default=5, help="interleaved pairs, efficiency case")
     p.add_argument("--sweep-repeats", type=int, default=1, help="runs per sweep size")
-    p.add_argument("--batch", type=int, default=4)
+    p.add_argument(
+        "--batch", type=int, default=1, help="tiles per call (the engine's CPU default: 1)"
+    )
     p.add_argument("--tile", type=int, default=384)
     p.add_argument("--overlap", type=int, default=32)
     p.add_argument("--model", type=Path, help="ONNX file (trained, int8, ...) instead of random")

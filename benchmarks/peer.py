@@ -337,7 +337,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--sizes", type=int, nargs="+", default=[1024, 2048, 4096],
                    help="scene sides of the memory sweep, one run each")  # fmt: skip
     p.add_argument("--repeats", type=int, default=5, help="timed repeats after one warm-up")
-    p.add_argument("--batch", type=int, default=4, help="tiles per inference call, both tools")
+    p.add_argument(
+        "--batch",
+        type=int,
+        default=1,
+        help="tiles per inference call, both tools (both default to 1)",
+    )
     p.add_argument(
         "--self-crop",
         type=int,

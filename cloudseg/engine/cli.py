@@ -56,9 +56,9 @@ def _default_model() -> Path:
 @click.option(
     "--batch",
     type=click.IntRange(1),
-    default=4,
-    show_default=True,
-    help="Tiles per inference call.",
+    default=None,
+    help="Tiles per inference call (default: 1 on the CPU, where batching is no faster and "
+    "costs memory; 4 on cuda and tensorrt).",
 )
 @click.option(
     "--tile",
@@ -91,7 +91,7 @@ def main(
     model: Path | None,
     provider: str,
     out: Path | None,
-    batch: int,
+    batch: int | None,
     tile: int | None,
     overlap: int | None,
     threshold: float | None,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 from dataclasses import dataclass
@@ -30,6 +31,17 @@ DEFAULT_OVERLAP = 32
 #: so a small cache costs nothing. ``GDAL_CACHEMAX`` in the environment still wins.
 GDAL_CACHE_MB = 128
 
+#: Tiles per inference call when ``--batch`` is not given. On the CPU, 1: batching made neither
+#: UNet faster here (ORT fp32, tile 384: r18 0.80 s a tile at batch 1 and at batch 4, r34 faster
+#: at 1 than at 4 or 8; benchmarks/backends.py), while ONNX Runtime's memory arena grows with
+#: the batch (r18 peak RSS 0.85 GB at batch 1, 2.7 GB at batch 4). On a GPU, batches keep the
+#: device busy (written to the docs, not measured here).
+DEFAULT_BATCH = {"cpu": 1, "torch": 1, "cuda": 4, "tensorrt": 4}
+
+
+def default_batch(provider: str) -> int:
+    return DEFAULT_BATCH.get(provider, 1)
+
 
 @dataclass(frozen=True)
 class RunConfig:
@@ -38,7 +50,7 @@ class RunConfig:
     model: Path
     provider: str = "cpu"
     out: Path | None = None  # default: a folder "cloudseg" beside each scene
-    batch: int = 4
+    batch: int | None = None  # default: default_batch(provider)
     tile: int | None = None  # default: the model card's tile size
     overlap: int | None = None  # default: DEFAULT_OVERLAP, at most a quarter of the tile
     threshold: float | None = None  # default: the card's
@@ -78,6 +90,8 @@ def _run(scenes: list[Path], config: RunConfig) -> list[dict[str, Any]]:
         paths.check(config.overwrite, config.probabilities)
         jobs.append((scene, paths))
     tile = config.tile or model_card(config.model).tile_size
+    if config.batch is None:
+        config = dataclasses.replace(config, batch=default_batch(config.provider))
     backend = make_backend(config.model, config.provider, config.batch, tile)
     overlap = min(DEFAULT_OVERLAP, tile // 4) if config.overlap is None else config.overlap
     spec = TileSpec(tile, overlap, backend.card.size_multiple)

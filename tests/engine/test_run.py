@@ -4,6 +4,7 @@ that keep the input's grid, torch and ONNX backends agreeing, and one-line error
 from __future__ import annotations
 
 import dataclasses
+import json
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +19,7 @@ from cloudseg.data.landsat import open_scene
 from cloudseg.engine.backends import OrtBackend
 from cloudseg.engine.cli import main
 from cloudseg.engine.pipeline import run_scene
+from cloudseg.engine.run import default_batch
 from cloudseg.engine.tiling import TileSpec
 
 SCALE = 1e-4  # DN 1..20000 -> x in (0, 2]: logits in a range where the sigmoid is informative
@@ -117,6 +119,9 @@ def test_cli_writes_georeferenced_outputs(tmp_path, model):
         values = mask.read(1)
     assert (values[:10] == 255).all() and set(np.unique(values[10:])) <= {0, 1}
     np.testing.assert_array_equal(values[10:], (expected(dn)[10:] > 0.5).astype(np.uint8))
+    summary = json.loads((out / "scene_summary.json").read_text())
+    assert summary["batch"] == 1 == default_batch("cpu")  # no --batch: the CPU's default
+    assert summary["batches_run"] == summary["tiles_run"]
 
     # A second run without --overwrite: one line, nothing touched.
     before = (out / "scene_cloudmask.tif").read_bytes()
