@@ -7,12 +7,6 @@ cached in the system temp folder (the script's default), so only the first run p
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
-from pathlib import Path
-
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "engine.py"
 STAGES = {"read", "infer", "blend", "write", "wall"}
 
 
@@ -20,17 +14,8 @@ def positive(value: float) -> bool:
     return isinstance(value, (int, float)) and value > 0
 
 
-def test_engine_quick_writes_results(tmp_path):
-    done = subprocess.run(
-        [sys.executable, str(SCRIPT), "--quick", "--out", str(tmp_path)],
-        capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
-    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
-    doc = json.loads((tmp_path / "engine.json").read_text())
-    assert (tmp_path / "engine.md").read_text().count("|") > 20
-    assert doc["benchmark"] == "engine"
-    assert "--quick" in doc["command"] and "engine.py" in doc["command"]
-    assert doc["machine"]["cores"] >= 1 and doc["machine"]["cpu"]
+def test_engine_quick_writes_results(run_quick):
+    doc = run_quick("engine")
 
     eff = doc["efficiency"]
     assert len(eff["engine"]) == len(eff["model_only"]) == doc["config"]["repeats"] >= 2

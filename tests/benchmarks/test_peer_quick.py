@@ -6,29 +6,17 @@ Skipped unless ukis-csmask is installed.
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 pytest.importorskip("ukis_csmask")
 
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "peer.py"
 SIDES = ("ukis", "cloudseg")
 
 
-def test_peer_quick_writes_results(tmp_path: Path) -> None:
-    out = tmp_path / "results"
-    cmd = [sys.executable, str(SCRIPT), "--quick", "--out", str(out)]
-    cmd += ["--scenes-dir", str(tmp_path / "scenes")]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    doc = json.loads((out / "peer.json").read_text())
-    assert (out / "peer.md").read_text().count("|") > 20
-    assert "peer.py --quick" in doc["command"]
-    assert doc["machine"]["cores"] >= 1 and doc["machine"]["cpu"]
+def test_peer_quick_writes_results(run_quick, tmp_path: Path) -> None:
+    doc = run_quick("peer", "--scenes-dir", str(tmp_path / "scenes"))
 
     assert doc["scene"]["size"] == 512 and doc["settings"]["repeats"] == 2
     for side in SIDES:
