@@ -61,10 +61,10 @@ GPU_PATHS = (
 )
 # fmt: off
 FULL = {"tile": 384, "batches": [1, 4, 8], "repeats": 5, "calib_patches": 32,
-        "held_out_patches": 8, "matmul_n": 2048}
+        "held_out_patches": 8, "matmul_n": 2048, "pause": 0.5}
 # --quick: small enough for the test suite (most of its time is the two ONNX exports).
 QUICK = {"tile": 64, "batches": [1, 2], "repeats": 3, "calib_patches": 4,
-         "held_out_patches": 4, "matmul_n": 1024}
+         "held_out_patches": 4, "matmul_n": 1024, "pause": 0.05}
 # fmt: on
 MIN_AGREEMENT = par.MIN_AGREEMENT
 log = logging.getLogger("benchmarks.backends")
@@ -79,6 +79,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--calib-patches", type=int, help="int8 calibration patches (32; --quick 4)")
     p.add_argument("--held-out-patches", type=int, help="int8 agreement patches (8; --quick 4)")
     p.add_argument("--matmul-n", type=int, help="side of the ceiling's matmul (2048; --quick 1024)")
+    p.add_argument("--pause", type=float, help="untimed sleep before each call (0.5; --quick 0.05)")
     p.add_argument("--r18-run", type=Path, help="training run folder: trained r18 weights")
     p.add_argument("--r34-run", type=Path, help="training run folder: trained r34 weights")
     p.add_argument("--out", type=Path, default=harness.RESULTS_DIR, help="results folder")
@@ -231,7 +232,7 @@ def time_cases(
     # single 2048 product lasts ~70 ms and one preemption halves it; a ceiling is a best case.
     ceiling: list[float] = []
     runnable["matmul"] = lambda: ceiling.append(max(harness.matmul_gflops(3, args.matmul_n)))
-    times = harness.interleaved(runnable, args.repeats)
+    times = harness.interleaved(runnable, args.repeats, pause=args.pause)
     ceiling = ceiling[-args.repeats :]  # drop the warm-up round's figure
     paths: dict[str, Any] = {}
     for path, case in cases.items():
@@ -301,7 +302,8 @@ def render(results: dict[str, Any]) -> str:
         out += f"\nNot run ({reason}): {', '.join(sorted(paths))}.\n"
     return out + (
         f"\nTile {cfg['tile']} px; median of {cfg['repeats']} interleaved rounds after one "
-        "warm-up, one matmul ceiling figure (best of 3 products) per round; "
+        f"warm-up, {cfg['pause']} s idle before each timed call (spinning thread pools); "
+        "one matmul ceiling figure (best of 3 products) per round; "
         f"torch threads {cfg['torch_threads']}, "
         f"ONNX Runtime intra-op threads {cfg['ort_intra_op_threads']}. A multiply-add counts as "
         "2 FLOPs; int8 rows use the fp32 FLOP count, so they can pass the fp32 ceiling.\n"

@@ -29,16 +29,25 @@ REPO = BENCH_DIR.parent
 
 
 def interleaved(
-    cases: dict[str, Callable[[], Any]], repeats: int, warmup: int = 1
+    cases: dict[str, Callable[[], Any]], repeats: int, warmup: int = 1, pause: float = 0.0
 ) -> dict[str, list[float]]:
     """Seconds per call of each case, run round-robin: ``warmup`` untimed rounds, then
-    ``repeats`` timed ones, each round calling every case once in order."""
+    ``repeats`` timed ones, each round calling every case once in order.
+
+    ``pause``: seconds to sleep (untimed) before each timed call. In-process cases need it: a
+    thread pool keeps spinning for a while after its work is done (ONNX Runtime's intra-op
+    pool, OpenMP's), taking cores from whichever case runs next. Measured here: int8 r34 at
+    batch 1 took 51 ms a call alone, 96 ms right after an fp32 session's call, 61 ms after a
+    0.5 s pause.
+    """
     for _ in range(warmup):
         for fn in cases.values():
             fn()
     times: dict[str, list[float]] = {name: [] for name in cases}
     for _ in range(repeats):
         for name, fn in cases.items():
+            if pause:
+                time.sleep(pause)
             t0 = time.perf_counter()
             fn()
             times[name].append(time.perf_counter() - t0)
