@@ -80,3 +80,8 @@ def test_readme_blocks_are_replaced_by_results(tmp_path: Path) -> None:
     assert "<!-- results:engine -->\n| new |\n<!-- /results:engine -->" in out
     assert "_Not run yet: `python benchmarks/peer.py`._" in out
     assert out.startswith("intro\n") and "old" not in out
+
+
+def test_committed_readme_tables_are_the_committed_results() -> None:
+    """benchmarks/README.md's tables are exactly results/*.md (run benchmarks/readme.py)."""
+    assert readme.main(["--check"]) == 0
