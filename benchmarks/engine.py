@@ -20,8 +20,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -29,7 +27,7 @@ from typing import Any
 
 import harness as h
 
-BIN = Path(h.python_cmd()[0]).parent  # the venv's bin: console scripts beside its python
+BIN, cached = h.BIN, h.cached
 
 # The model-only child. A child rather than this process, because that is what the engine gets: a
 # fresh interpreter, a fresh session built by the same make_backend (same provider, intra-op
@@ -50,32 +48,6 @@ for _ in range(n):
 print(json.dumps({"seconds": time.perf_counter() - t0}))
 """
 STAGES = ("read", "infer", "blend", "write", "wall")
-
-
-def cached(target: Path, make: Any) -> Path:
-    """``make(tmp)`` into a sibling temporary path, renamed when complete: an interrupted build
-    never looks like a cached one."""
-    if target.exists():
-        return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}."))
-    try:
-        os.replace(make(tmp / target.name), target)
-    except OSError:
-        if not target.exists():  # not a concurrent run that got there first
-            raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return target
-
-
-def scene_dir(cache: Path, size: int, seed: int = 1) -> Path:
-    def make(tmp: Path) -> Path:
-        cmd = [BIN / "cloudseg-synth", "scene", tmp, "--size", size, "--seed", seed, "-q"]
-        h.run_with_peak_rss(cmd)
-        return tmp
-
-    return cached(cache / f"scene-{size}-seed{seed}", make)
 
 
 def random_model(cache: Path, kind: str, tile: int) -> Path:
@@ -197,7 +169,7 @@ def efficiency(scene: Path, model: Path, args: argparse.Namespace) -> dict[str, 
     }
 
 
-def sweep_entry(size: int, runs: list[dict], scene: Path, args: argparse.Namespace) -> dict:
+def sweep_entry(size: int, runs: list[dict]) -> dict:
     return {
         "size": size,
         "runs": runs,
@@ -205,7 +177,6 @@ def sweep_entry(size: int, runs: list[dict], scene: Path, args: argparse.Namespa
         "seconds": {k: h.median([r["seconds"][k] for r in runs]) for k in STAGES},
         "child_seconds": h.median([r["child_seconds"] for r in runs]),
         "peak_rss_mib": max(r["peak_rss_mib"] for r in runs),  # the ceiling is what matters
-        "reread_seconds": reread_seconds(scene, args.tile - 2 * args.overlap),
     }
 
 
@@ -335,11 +306,10 @@ def main() -> None:
     p.add_argument("--overlap", type=int, default=32)
     p.add_argument("--model", type=Path, help="ONNX file (trained, int8, ...) instead of random")
     p.add_argument("--model-kind", choices=["r18", "r34"], default="r18")
-    cache = Path(tempfile.gettempdir()) / "cloudseg-bench"
     p.add_argument(
         "--scenes-dir",
         type=Path,
-        default=cache,
+        default=h.SCENE_CACHE,
         help="cache of synthetic scenes and random models, reused when present",
     )
     p.add_argument("--out", type=Path, default=h.RESULTS_DIR)
@@ -350,7 +320,8 @@ def main() -> None:
         args.sizes, args.size, args.repeats, args.sweep_repeats = [300, 600], 300, 2, 1
     model = args.model or random_model(args.scenes_dir, args.model_kind, args.tile)
     label = args.model.name if args.model else f"{args.model_kind} fp32 (random weights)"
-    scenes = {s: scene_dir(args.scenes_dir, s) for s in sorted({*args.sizes, args.size})}
+    sizes = sorted({*args.sizes, args.size})
+    scenes = {s: h.synthetic_scene(args.scenes_dir, s, seed=1) for s in sizes}
 
     eff = efficiency(scenes[args.size], model, args)
     sweep = []
@@ -361,7 +332,7 @@ def main() -> None:
             if size == args.size
             else [run_engine(scenes[size], model, args) for _ in range(args.sweep_repeats)]
         )
-        sweep.append(sweep_entry(size, runs, scenes[size], args))
+        sweep.append(sweep_entry(size, runs))
         print(
             f"{size} px: {sweep[-1]['megapixels_per_second']:.3f} MP/s, "
             f"peak RSS {sweep[-1]['peak_rss_mib']:.0f} MiB",
@@ -376,7 +347,7 @@ def main() -> None:
     for height in sorted({base, top}):
         path = strip(args.scenes_dir, scenes[top], base, height)
         runs = [run_engine(path, model, args) for _ in range(args.sweep_repeats)]
-        strips.append({"width": base, "height": height, **sweep_entry(height, runs, path, args)})
+        strips.append({"width": base, "height": height, **sweep_entry(height, runs)})
     results = {
         "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
         "model": {"path": str(model), "label": label},

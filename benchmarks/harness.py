@@ -15,9 +15,11 @@ import json
 import os
 import platform
 import shlex
+import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -255,16 +257,40 @@ def python_cmd(*args: str) -> list[str]:
     return [sys.executable, *args]
 
 
-__all__ = [
-    "BENCH_DIR",
-    "RESULTS_DIR",
-    "interleaved",
-    "machine",
-    "matmul_gflops",
-    "median",
-    "python_cmd",
-    "run_with_peak_rss",
-    "spread",
-    "table",
-    "write_results",
-]
+#: The venv's bin folder: cloudseg's console scripts sit beside its python.
+BIN = Path(sys.executable).parent
+#: Default cache of synthetic scenes and random models, reused across runs.
+SCENE_CACHE = Path(tempfile.gettempdir()) / "cloudseg-bench"
+
+
+def cached(target: Path, make: Callable[[Path], Path]) -> Path:
+    """``target``, made by ``make(tmp)`` into a sibling temporary path and renamed when
+    complete if it does not exist yet: an interrupted build never looks like a cached one."""
+    if target.exists():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}."))
+    try:
+        os.replace(make(tmp / target.name), target)
+    except OSError:
+        if not target.exists():  # not a concurrent run that got there first
+            raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+def synthetic_scene(cache: Path, size: int, seed: int, cloud_fraction: float | None = None) -> Path:
+    """A cached synthetic Level-1 scene folder from ``cloudseg-synth scene`` (its cloud fraction
+    drawn from the seed unless given)."""
+    cmd = [BIN / "cloudseg-synth", "scene", None, "--size", size, "--seed", seed, "-q"]
+    name = f"scene-{size}-seed{seed}"
+    if cloud_fraction is not None:
+        cmd += ["--cloud-fraction", cloud_fraction]
+        name += f"-cloud{cloud_fraction}"
+
+    def make(tmp: Path) -> Path:
+        run_with_peak_rss([tmp if arg is None else arg for arg in cmd])
+        return tmp
+
+    return cached(cache / name, make)

@@ -42,7 +42,7 @@ SEED, CLOUD_FRACTION = 5, 0.3
 SHIFT = 10  # px the ukis grid moves for its self-agreement
 TARGET_SIZE, TARGET_RSS_SHARE = 4096, 0.2  # the issue: faster, <= 1/5 of ukis's peak RSS at 4096
 INSTALL = 'ukis-csmask is not installed: .venv/bin/pip install --no-deps "ukis-csmask>=1.0"'
-BIN = Path(sys.executable).parent  # the venv's console scripts
+BIN = harness.BIN
 SELF = str(Path(__file__).resolve())
 
 
@@ -144,14 +144,7 @@ def agreement_child(folder: Path, ukis_tif: Path, ours_tif: Path, batch: int, cr
 
 
 def scene_folder(scenes_dir: Path, size: int) -> Path:
-    """A cached synthetic Level-1 scene folder (written whole or not at all by cloudseg-synth)."""
-    folder = scenes_dir / f"synth{size}-seed{SEED}"
-    if not folder.exists():
-        scenes_dir.mkdir(parents=True, exist_ok=True)
-        cmd = [BIN / "cloudseg-synth", "scene", folder, "--size", size, "--seed", SEED,
-               "--cloud-fraction", CLOUD_FRACTION, "--quiet"]  # fmt: skip
-        harness.run_with_peak_rss(cmd)
-    return folder
+    return harness.synthetic_scene(scenes_dir, size, SEED, CLOUD_FRACTION)
 
 
 def run_ukis(folder: Path, work: Path, batch: int) -> dict:
@@ -350,8 +343,7 @@ def main(argv: list[str] | None = None) -> int:
         help="side of the top-left crop for CSmask's self-agreement (default 2048)",
     )
     p.add_argument("--out", type=Path, default=harness.RESULTS_DIR, help="results folder")
-    p.add_argument("--scenes-dir", type=Path,
-                   default=Path(tempfile.gettempdir()) / "cloudseg-bench-scenes",
+    p.add_argument("--scenes-dir", type=Path, default=harness.SCENE_CACHE,
                    help="cache of synthetic scene folders")  # fmt: skip
     p.add_argument(
         "--quick", action="store_true", help="512 px, 2 repeats, no warm-up, sweep 256 512"

@@ -85,3 +85,25 @@ def test_readme_blocks_are_replaced_by_results(tmp_path: Path) -> None:
 def test_committed_readme_tables_are_the_committed_results() -> None:
     """benchmarks/README.md's tables are exactly results/*.md (run benchmarks/readme.py)."""
     assert readme.main(["--check"]) == 0
+
+
+def test_cached_builds_once_and_never_leaves_a_partial_target(tmp_path: Path) -> None:
+    calls: list[Path] = []
+
+    def make(tmp: Path) -> Path:
+        calls.append(tmp)
+        tmp.write_text("whole")
+        return tmp
+
+    target = tmp_path / "cache" / "thing"
+    assert harness.cached(target, make) == target and target.read_text() == "whole"
+    assert harness.cached(target, make) == target and len(calls) == 1
+
+    def broken(tmp: Path) -> Path:
+        tmp.write_text("half")
+        raise RuntimeError("interrupted")
+
+    other = tmp_path / "cache" / "other"
+    with pytest.raises(RuntimeError, match="interrupted"):
+        harness.cached(other, broken)
+    assert sorted(p.name for p in other.parent.iterdir()) == ["thing"]
