@@ -6,20 +6,25 @@ DEMO   ?= demo
 # The stamp is rebuilt when pyproject.toml changes, so `make test` installs only when needed.
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo test test-all lint format clean
+.PHONY: install install-gpu demo test test-all lint format gpu-check wheelhouse clean
 
 install: $(STAMP)
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@# pip's log is long (local wheel indexes); keep it in a file and show it only on failure.
-	$(BIN)/pip install -q -e '.[train,dev]' > $(VENV)/install.log 2>&1 \
+	$(BIN)/pip install -q -e '.[train,dev,openvino]' > $(VENV)/install.log 2>&1 \
 		|| { tail -n 40 $(VENV)/install.log; exit 1; }
 	@# ukis-csmask (the `ukis` extra) for the foreign-model tests and benchmarks/peer.py. Not
 	@# through the extra: --no-deps keeps its onnxruntime extras from replacing onnxruntime-gpu.
 	$(BIN)/pip install -q --no-deps 'ukis-csmask>=1.0' >> $(VENV)/install.log 2>&1 \
 		|| { tail -n 40 $(VENV)/install.log; exit 1; }
 	touch $(STAMP)
+
+# NVIDIA GPUs: CUDA/cuDNN runtime wheels and the TensorRT 10 runtime (the [tensorrt] extra) on
+# top of `make install`. TensorRT's wheel comes from pypi.nvidia.com (see pyproject.toml).
+install-gpu: install
+	$(BIN)/pip install -q -e '.[train,dev,openvino,tensorrt]'
 
 # The whole story on synthetic data, on the CPU, in a few minutes: a training set and a separate
 # test scene, a short r18 training run, export to ONNX, cloudseg-run, scores against the truth.
@@ -45,13 +50,29 @@ test: install
 test-all: install
 	$(BIN)/pytest -q -m ''
 
+# ruff, then the layers of ARCHITECTURE.md (import-linter; contracts in pyproject.toml).
 lint: install
 	$(BIN)/ruff check cloudseg tests benchmarks
 	$(BIN)/ruff format --check cloudseg tests benchmarks
+	$(BIN)/lint-imports --no-cache
 
 format: install
 	$(BIN)/ruff format cloudseg tests benchmarks
 	$(BIN)/ruff check --fix cloudseg tests benchmarks
+
+# The GPU measurements (benchmarks/gpu_check.py): installs what it can, measures what it can in
+# at most 8 minutes, writes benchmarks/results/gpu.{json,md}; says so in one line without a GPU.
+# On a machine without a package index it installs from $(WHEELHOUSE) (make wheelhouse).
+WHEELHOUSE ?= .wheelhouse
+gpu-check:
+	bash benchmarks/gpu_check.sh $(WHEELHOUSE)
+
+# Wheels the GPU check needs on a locked-down GPU machine (Python 3.12, no index): rasterio and
+# the small pure-Python packages cloudseg's engine needs, for CPython 3.12 on Linux x86_64.
+wheelhouse:
+	python3 -m pip download -q -d $(WHEELHOUSE) --only-binary=:all: --python-version 3.12 \
+		--platform manylinux_2_28_x86_64 --platform manylinux2014_x86_64 \
+		rasterio click tqdm pillow affine attrs certifi cligj click-plugins pyparsing
 
 clean:
 	rm -rf $(DEMO) build *.egg-info

@@ -9,7 +9,7 @@ moment), so every figure in the table is a ratio measured in the same run:
 * ``ort_cpu_int8``: cloudseg's static QDQ quantiser, calibrated on synthetic patches;
 * GPU paths (PyTorch CUDA fp32/fp16, ORT CUDA fp32/fp16, ORT TensorRT fp16) only where a GPU
   is present; otherwise recorded as skipped. ORT's providers go through
-  ``cloudseg.engine.providers``, which refuses a session that fell back to the CPU.
+  ``cloudseg.engine.ort_providers``, which refuses a session that fell back to the CPU.
 
 ONNX Runtime paths use IO binding with buffers bound once, and nothing is post-processed: only the
 model is timed. FLOPs are counted once per tile with ``FlopCounterMode`` (a multiply-add is 2).
@@ -39,7 +39,7 @@ import torch
 from onnxruntime.capi.onnxruntime_pybind11_state import EPFail, Fail
 from torch.utils.flop_counter import FlopCounterMode
 
-from cloudseg.engine import providers as prov
+from cloudseg.engine import ort_providers as prov
 from cloudseg.errors import ProviderError
 from cloudseg.export import parity as par
 from cloudseg.export.fp16 import to_fp16
@@ -116,8 +116,8 @@ def ort_session(
     options.intra_op_num_threads = CORES  # the same cores torch gets
     options.inter_op_num_threads = 1  # a conv net is one chain: parallelism is inside ops
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    note = "" if provider == "cpu" else prov.preload_gpu_libraries()
-    providers = prov.provider_list(provider, INPUT_NAME, batch, tile, fp16_trt)
+    note = "" if provider == "cpu" else prov.preload_gpu_libraries(provider)
+    providers = prov.provider_list(provider, INPUT_NAME, batch, tile, fp16_trt=fp16_trt)
     sess = ort.InferenceSession(str(path), options, providers=providers)
     prov.check_loaded(provider, sess.get_providers(), note)
     return sess

@@ -38,9 +38,10 @@ BIN, cached = h.BIN, h.cached
 MODEL_ONLY = """
 import json, sys, time
 import numpy as np
-from cloudseg.engine.backends import make_backend
+from cloudseg.engine.backend import BackendOptions
+from cloudseg.engine.registry import make_backend
 model, provider, batch, tile, n = sys.argv[1], sys.argv[2], *map(int, sys.argv[3:6])
-backend = make_backend(model, provider, batch, tile)
+backend = make_backend(model, provider, BackendOptions(batch=batch, tile=tile))
 x = np.random.default_rng(0).standard_normal((batch, 4, tile, tile), dtype=np.float32)
 t0 = time.perf_counter()
 for _ in range(n):
@@ -91,7 +92,8 @@ def run_engine(scene: Path, model: Path, args: argparse.Namespace) -> dict[str, 
     """One ``cloudseg-run`` child: its summary, whole wall time and peak RSS."""
     with tempfile.TemporaryDirectory(prefix="cloudseg-bench-out-") as out:
         cmd = [BIN / "cloudseg-run", scene, "--model", model, "--out", out, "-q",
-               "--batch", args.batch, "--tile", args.tile, "--overlap", args.overlap]  # fmt: skip
+               "--batch", args.batch, "--tile", args.tile, "--overlap", args.overlap,
+               "--provider", args.provider]  # fmt: skip
         child = h.run_with_peak_rss(cmd)
         summary = json.loads(next(Path(out).glob("*_summary.json")).read_text())
     mp = summary["width"] * summary["height"] / 1e6
@@ -110,7 +112,7 @@ def run_engine(scene: Path, model: Path, args: argparse.Namespace) -> dict[str, 
 
 
 def run_model_only(model: Path, batches: int, args: argparse.Namespace) -> dict[str, Any]:
-    cmd = h.python_cmd("-c", MODEL_ONLY, str(model), "cpu", str(args.batch), str(args.tile))
+    cmd = h.python_cmd("-c", MODEL_ONLY, str(model), args.provider, str(args.batch), str(args.tile))
     child = h.run_with_peak_rss([*cmd, str(batches)])
     inner = json.loads(child["stdout"].strip().splitlines()[-1])
     return {
@@ -303,6 +305,7 @@ def main() -> None:
         "--batch", type=int, default=1, help="tiles per call (the engine's CPU default: 1)"
     )
     p.add_argument("--tile", type=int, default=384)
+    p.add_argument("--provider", default="cpu", help="cloudseg-run --provider for every case")
     p.add_argument("--overlap", type=int, default=32)
     p.add_argument("--model", type=Path, help="ONNX file (trained, int8, ...) instead of random")
     p.add_argument("--model-kind", choices=["r18", "r34"], default="r18")

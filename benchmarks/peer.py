@@ -161,7 +161,7 @@ def run_ukis(folder: Path, work: Path, batch: int) -> dict:
 def run_cloudseg(folder: Path, work: Path, model: Path, batch: int) -> dict:
     out = work / f"cloudseg-{folder.name}"
     cmd = [BIN / "cloudseg-run", folder, "--model", model, "--out", out, "--batch", batch,
-           "--quiet", "--overwrite"]  # fmt: skip
+           "--provider", "cpu", "--quiet", "--overwrite"]  # fmt: skip
     r = harness.run_with_peak_rss(cmd)
     summary = json.loads(next(out.glob("*_summary.json")).read_text())
     return {"seconds": r["seconds"], "peak_rss_mib": r["peak_rss_mib"],

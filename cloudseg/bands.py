@@ -21,11 +21,6 @@ LANDSAT8_BAND: dict[str, int] = {"red": 4, "green": 3, "blue": 2, "nir": 5}
 NODATA_DN = 0
 
 
-def landsat_band_numbers(bands: Sequence[str] = BANDS) -> list[int]:
-    """Landsat 8 band numbers for ``bands``, in the same order: ``[4, 3, 2, 5]`` by default."""
-    return [LANDSAT8_BAND[check_band(b)] for b in bands]
-
-
 def check_band(name: str) -> str:
     """Return ``name`` lower-cased if it is a contract band, else raise ``ValueError``."""
     key = name.lower()

@@ -5,8 +5,13 @@ an ONNX model made elsewhere, in a sidecar ``<model>.card.json``. Training write
 as ``card.json`` in its run folder; export completes it.
 
 The input transform is ``x = ((raw * scale + offset) - mean) / std`` per band, where ``raw`` is
-what ``value_kind`` names: Level-1 digital numbers (``"dn"``) or top-of-atmosphere reflectance
-(``"toa_reflectance"``), in the order of ``bands``.
+what ``value_kind`` names (:data:`VALUE_KIND_WORDS`): Level-1 digital numbers (``"dn"``),
+top-of-atmosphere reflectance (``"toa_reflectance"``, from a Level-1 scene and its MTL) or
+surface reflectance (``"surface_reflectance"``, Collection 2 Level-2), in the order of ``bands``.
+
+The card is also the one owner of *tile fit*: which tile sizes the model takes
+(:meth:`ModelCard.check_tile`, :meth:`ModelCard.tile_sizes`) and the defaults the engine starts
+from (:data:`DEFAULT_TILE`, :meth:`ModelCard.default_overlap`). Nothing else decides them.
 """
 
 from __future__ import annotations
@@ -17,20 +22,31 @@ import os
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from cloudseg.bands import check_band
 from cloudseg.errors import MissingFileError, ModelError
 
-if TYPE_CHECKING:  # the engine's base install has onnxruntime but not the onnx package
-    import onnx
-
 METADATA_KEY = "cloudseg"
 SIDECAR_SUFFIX = ".card.json"
-VALUE_KINDS = ("dn", "toa_reflectance")
+#: What a model eats, in a user's words (for refusals that name the mismatch).
+VALUE_KIND_WORDS = {
+    "dn": "Level-1 digital numbers",
+    "toa_reflectance": "top-of-atmosphere reflectance (a Level-1 scene with its MTL)",
+    "surface_reflectance": "surface reflectance (a Collection 2 Level-2 scene)",
+}
+VALUE_KINDS = tuple(VALUE_KIND_WORDS)
 OUTPUT_KINDS = ("sigmoid", "softmax")
+
+#: Tile side the cloudseg UNets are trained and exported at, and their total downsampling
+#: (five stride-2 stages of a ResNet); cards of other models say their own.
+DEFAULT_TILE = 384
+DEFAULT_SIZE_MULTIPLE = 32
+#: Pixels a tile overlaps each neighbour by on each side: about the UNets' effective receptive
+#: field at full resolution (seams measured in the README's Run section: 384/32 keeps 99.92 %).
+DEFAULT_OVERLAP = 32
 
 
 @dataclass(frozen=True)
@@ -68,8 +84,10 @@ class ModelCard:
     classes: tuple[str, ...]
     cloud_classes: tuple[str, ...]
     threshold: float = 0.5
-    tile_size: int = 384
-    size_multiple: int = 32
+    shadow_classes: tuple[str, ...] = ()  # softmax classes that are cloud shadow, if any
+    tile_size: int = DEFAULT_TILE
+    size_multiple: int = DEFAULT_SIZE_MULTIPLE
+    fixed_size: bool = False  # the graph takes tile_size x tile_size only
     training: dict[str, Any] = field(default_factory=dict)
     scores: dict[str, Any] = field(default_factory=dict)
     versions: dict[str, str] = field(default_factory=dict)
@@ -84,6 +102,38 @@ class ModelCard:
     def cloud_class_indices(self) -> list[int]:
         """Output channels whose probabilities add up to "cloud" (softmax cards)."""
         return [self.classes.index(c) for c in self.cloud_classes]
+
+    @property
+    def shadow_class_indices(self) -> list[int]:
+        """Output channels whose probabilities add up to "cloud shadow" (empty: no shadow)."""
+        return [self.classes.index(c) for c in self.shadow_classes]
+
+    def fits(self, tile: int) -> bool:
+        """Whether the model takes ``tile x tile`` inputs."""
+        if self.fixed_size:
+            return tile == self.tile_size
+        return tile > 0 and tile % self.size_multiple == 0
+
+    def check_tile(self, tile: int) -> int:
+        """``tile`` itself if the model takes it, else a one-line :class:`ModelError`."""
+        if self.fits(tile):
+            return tile
+        if self.fixed_size:
+            need = f"takes {self.tile_size} px tiles only (its graph has a fixed size)"
+        else:
+            need = f"needs tiles that are a positive multiple of {self.size_multiple} px"
+        raise ModelError(f"tile {tile} does not fit model {self.name}: it {need}")
+
+    def tile_sizes(self, smallest: int, largest: int) -> tuple[int, ...]:
+        """Every tile side from ``smallest`` to ``largest`` px the model takes, ascending."""
+        if self.fixed_size:
+            return (self.tile_size,) if smallest <= self.tile_size <= largest else ()
+        first = -(-max(smallest, 1) // self.size_multiple) * self.size_multiple
+        return tuple(range(first, largest + 1, self.size_multiple))
+
+    def default_overlap(self, tile: int) -> int:
+        """:data:`DEFAULT_OVERLAP`, but at most a quarter of ``tile`` (small test tiles)."""
+        return min(DEFAULT_OVERLAP, tile // 4)
 
     def to_dict(self) -> dict[str, Any]:
         return _finite(asdict(self))
@@ -109,6 +159,7 @@ class ModelCard:
             )
             for key in ("bands", "classes", "cloud_classes"):
                 values[key] = tuple(data[key])
+            values["shadow_classes"] = tuple(data.get("shadow_classes", ()))
             return cls(**values)
         except KeyError as exc:
             raise ModelError(f"{source}: model card lacks field {exc.args[0]!r}") from None
@@ -162,8 +213,15 @@ def _problems(card: ModelCard) -> list[str]:
         out.append(
             f"cloud_classes {list(card.cloud_classes)} must be a non-empty subset of classes"
         )
+    if card.shadow_classes and card.output_kind != "softmax":
+        out.append("only a softmax card can have shadow_classes")
+    shadow = set(card.shadow_classes)
+    if not shadow <= set(card.classes) or shadow & set(card.cloud_classes):
+        out.append(f"shadow_classes {list(card.shadow_classes)} must be classes that are not cloud")
     if not 0.0 < card.threshold < 1.0:
         out.append(f"threshold must lie in (0, 1), got {card.threshold}")
+    if not isinstance(card.fixed_size, bool):
+        out.append(f"fixed_size must be true or false, got {card.fixed_size!r}")
     if card.tile_size <= 0 or card.size_multiple <= 0 or card.tile_size % card.size_multiple:
         out.append(
             f"tile_size {card.tile_size} must be a positive multiple of {card.size_multiple}"
@@ -197,21 +255,6 @@ def read_json(path: str | os.PathLike[str]) -> ModelCard:
 # Field numbers of onnx.proto's ModelProto and StringStringEntryProto (stable since ONNX 1.0).
 _GRAPH_FIELD, _METADATA_FIELD = 7, 14
 _ENTRY_KEY, _ENTRY_VALUE = 1, 2
-
-
-def embed(model: onnx.ModelProto, card: ModelCard) -> onnx.ModelProto:
-    """Store ``card`` as JSON in ``model.metadata_props`` under :data:`METADATA_KEY`.
-
-    An earlier card under that key is replaced, other entries are kept. Only the protobuf API is
-    used, so this needs no ``onnx`` import of its own. Returns ``model``, changed in place.
-    """
-    props = model.metadata_props
-    for i in reversed(range(len(props))):
-        if props[i].key == METADATA_KEY:
-            del props[i]
-    entry = props.add()
-    entry.key, entry.value = METADATA_KEY, card.to_json()
-    return model
 
 
 def read(path: str | os.PathLike[str]) -> ModelCard:

@@ -43,6 +43,42 @@ seed_option = click.option(
 
 quiet_option = click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
 
+#: ``--precision`` spellings: the short names OpenVINO and the run backends use, and the long
+#: ones (fp16, fp32) training users expect; both mean the same.
+PRECISION_ALIASES = {"fp32": "f32", "fp16": "f16"}
+PRECISIONS = ("auto", "f32", "bf16", "f16")
+
+
+def _precision(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    return PRECISION_ALIASES.get(value, value)
+
+
+def precision_option(help_text: str) -> Callable[[F], F]:
+    """``--precision auto|f32|bf16|f16`` (``fp32``/``fp16`` accepted too)."""
+    return click.option(
+        "--precision",
+        type=click.Choice([*PRECISIONS, *PRECISION_ALIASES]),
+        default="auto",
+        show_default=True,
+        callback=_precision,
+        help=help_text,
+    )
+
+
+threads_option = click.option(
+    "--threads",
+    type=click.IntRange(1),
+    default=None,
+    help="CPU threads for inference (default: every core).",
+)
+
+device_option = click.option(
+    "--device",
+    type=click.IntRange(0),
+    default=None,
+    help="GPU number for cuda, tensorrt and torch (torch runs on the CPU without it).",
+)
+
 
 def out_dir_option(default_help: str, what: str = "Output folder") -> Callable[[F], F]:
     """``--out DIR``: the folder the command writes into; required when ``default_help`` is ""."""

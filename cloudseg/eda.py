@@ -20,7 +20,7 @@ from tqdm import tqdm
 
 from cloudseg.atomic import atomic_path
 from cloudseg.bands import BANDS, valid_pixels
-from cloudseg.data import cloud38
+from cloudseg.data import cloud38, cloud38_read
 from cloudseg.data.cloud38 import PatchId
 from cloudseg.eda_plots import false_colour, histogram_png, sample_grid
 from cloudseg.errors import DataError
@@ -94,7 +94,7 @@ def measure(
     moments = BandMoments()
     # leave=False: a failed run ends with one error line, not a half-drawn bar above it.
     for pid in tqdm(patches, desc="patches", unit="patch", disable=not progress, leave=False):
-        image, mask = cloud38.read_patch(root, split, pid)
+        image, mask = cloud38_read.read_patch(root, split, pid)
         valid = valid_pixels(image)
         moments.add(image[:, valid].astype(np.float64) * DN_SCALE)
         cloud = None if mask is None else int(np.count_nonzero(mask & valid))
@@ -262,7 +262,7 @@ def run_eda(
         if chosen:
             tiles = []
             for r in chosen:
-                image, mask = cloud38.read_patch(data_dir, split, r.pid)
+                image, mask = cloud38_read.read_patch(data_dir, split, r.pid)
                 label = r.pid.scene.split("_")[2] if r.pid.scene.count("_") >= 2 else r.pid.scene
                 caption = f"{label} r{r.pid.row}c{r.pid.col} " + _percent(r.fraction)
                 tiles.append((false_colour(image, mask), caption))

@@ -14,23 +14,12 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-from cloudseg.bands import BANDS, valid_pixels
+from cloudseg.bands import valid_pixels
+from cloudseg.quicklook import false_colour_rgb
 
-#: False colour: NIR, red, green as R, G, B (vegetation red, cloud white, water dark).
-FALSE_COLOUR = ("nir", "red", "green")
-STRETCH_PERCENTILES = (2.0, 98.0)
 OUTLINE_RGB = (255, 255, 0)
 TILE = 192
 CAPTION = 16
-
-
-def stretch(band: np.ndarray, valid: np.ndarray) -> np.ndarray:
-    """Percentile stretch of ``(H, W)`` values over ``valid`` pixels to ``(H, W)`` uint8."""
-    if not valid.any():
-        return np.zeros(band.shape, dtype=np.uint8)
-    lo, hi = np.percentile(band[valid], STRETCH_PERCENTILES)
-    scaled = (band.astype(np.float64) - lo) / max(hi - lo, 1e-9)
-    return np.where(valid, np.clip(scaled, 0.0, 1.0) * 255.0, 0.0).astype(np.uint8)
 
 
 def outline(mask: np.ndarray) -> np.ndarray:
@@ -47,7 +36,7 @@ def false_colour(image: np.ndarray, mask: np.ndarray | None, size: int = TILE) -
     at the tile's size.
     """
     valid = valid_pixels(image)
-    rgb = np.stack([stretch(image[BANDS.index(b)], valid) for b in FALSE_COLOUR], axis=-1)
+    rgb = false_colour_rgb(image, valid)
     picture = np.asarray(Image.fromarray(rgb).resize((size, size), Image.Resampling.BOX)).copy()
     if mask is not None:
         small_mask, small_valid = _shrink_bool(mask, size), _shrink_bool(valid, size)

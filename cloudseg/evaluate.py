@@ -28,6 +28,7 @@ import rasterio
 from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
 from rasterio.windows import Window
 
+from cloudseg.engine.summary import NODATA
 from cloudseg.errors import DataError, MissingFileError
 from cloudseg.metrics import SCORES, Confusion, per_scene_mean, pooled
 
@@ -35,9 +36,6 @@ from cloudseg.metrics import SCORES, Confusion, per_scene_mean, pooled
 MASK_SUFFIX = "_cloudmask.tif"
 TRUTH_SUFFIX = "_cloudmask_truth.tif"
 SCENE_GT_PREFIX = "edited_corrected_gts_"
-
-#: Value of no data in masks and in the synthetic truth.
-NODATA = 255
 
 #: Rows read per block; 512 rows of a Landsat scene (~7700 px wide) is ~4 MB per raster.
 CHUNK_ROWS = 512

@@ -6,7 +6,7 @@ from cloudseg import bands
 
 def test_contract_order_is_red_green_blue_nir_as_landsat_bands_4_3_2_5():
     assert bands.BANDS == ("red", "green", "blue", "nir")
-    assert bands.landsat_band_numbers() == [4, 3, 2, 5]
+    assert [bands.LANDSAT8_BAND[b] for b in bands.BANDS] == [4, 3, 2, 5]
 
 
 def test_reorder_by_name():

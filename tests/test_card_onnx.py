@@ -1,4 +1,5 @@
-"""Model cards inside ONNX files: embed, read back without onnx, sidecar fallback, clear errors."""
+"""Model cards inside ONNX files: appended by export, read back without onnx, sidecar fallback,
+clear errors."""
 
 from __future__ import annotations
 
@@ -14,15 +15,9 @@ from cards import make_card
 from onnx import TensorProto, helper
 
 from cloudseg import card as card_mod
-from cloudseg.card import (
-    METADATA_KEY,
-    embed,
-    onnx_metadata,
-    read,
-    sidecar_path,
-    write_json,
-)
+from cloudseg.card import METADATA_KEY, onnx_metadata, read, sidecar_path, write_json
 from cloudseg.errors import MissingFileError, ModelError
+from cloudseg.export.onnx_export import append_card
 
 
 def tiny_model(path: Path, metadata: dict[str, str] | None = None) -> Path:
@@ -43,11 +38,10 @@ def tiny_model(path: Path, metadata: dict[str, str] | None = None) -> Path:
 
 def test_embedded_card_round_trips_and_matches_onnxruntime(tmp_path):
     card = make_card(scores={"jaccard": 0.91}, extra={"export": {"opset": 18}})
-    model = onnx.load(str(tiny_model(tmp_path / "m.onnx", {"author": "test"})))
-    embed(model, card)
-    embed(model, card)  # replacing, not duplicating: ONNX wants unique keys
-    onnx.save(model, str(tmp_path / "m.onnx"))
-    onnx.checker.check_model(str(tmp_path / "m.onnx"), full_check=True)
+    path = tiny_model(tmp_path / "m.onnx", {"author": "test"})
+    append_card(path, card)  # what cloudseg-export does: the checked graph bytes stay as they are
+    onnx.checker.check_model(str(path), full_check=True)
+    model = onnx.load(str(path))
     assert read(tmp_path / "m.onnx") == card
     meta = ort.InferenceSession(str(tmp_path / "m.onnx"), providers=["CPUExecutionProvider"])
     assert onnx_metadata(tmp_path / "m.onnx") == meta.get_modelmeta().custom_metadata_map
@@ -111,7 +105,7 @@ def test_reader_needs_neither_onnx_nor_torch(tmp_path):
     code = (
         "import sys\n"
         "from cloudseg.card import read\n"
-        "from cloudseg.export import default_model_path\n"
+        "from cloudseg.home import default_model_path\n"
         f"assert read({str(path)!r}).name == 'r18-test'\n"
         "assert default_model_path('r18').name == 'cloudseg-r18.onnx'\n"
         "print(sorted(m for m in ('torch', 'onnx', 'fastai') if m in sys.modules))\n"
@@ -125,8 +119,8 @@ def test_reader_does_not_load_the_weights(tmp_path, monkeypatch):
     big = np.zeros(4_000_000, np.float32)  # 16 MB of weights
     model = onnx.load(str(tiny_model(tmp_path / "m.onnx")))
     model.graph.initializer.append(onnx.numpy_helper.from_array(big, "unused"))
-    embed(model, make_card())
     onnx.save(model, str(tmp_path / "big.onnx"))
+    append_card(tmp_path / "big.onnx", make_card())
     calls = []
     real = card_mod._varint
     monkeypatch.setattr(card_mod, "_varint", lambda *a: calls.append(1) or real(*a))

@@ -57,7 +57,14 @@ def exported(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> tuple[Source, Exported, list[str]]:
     """One dynamic-shape fp32 export of an untrained model, checked at 64 px, and its log."""
-    name = request.param
+    if request.param == "r18":  # shared with the mask test: one r18 export per module
+        return request.getfixturevalue("exported_r18")
+    return _export_random(request.param, tmp_path_factory)
+
+
+def _export_random(
+    name: str, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[Source, Exported, list[str]]:
     out = tmp_path_factory.mktemp(name) / f"cloudseg-{name}.onnx"
     logger, lines = logging.getLogger("cloudseg.export"), Lines()
     logger.addHandler(lines)
@@ -93,12 +100,43 @@ def test_onnx_runtime_matches_pytorch(exported, batch, size):
     got = session(done.path).run(None, {"image": x})[0]
     assert got.shape == ref.shape == (batch, len(source.card.classes), *size)
     assert np.abs(got - ref).max() <= 1e-4
-    sure = np.abs(cloud_decision(ref, ref.shape[1])) > 1e-3
-    masks_differ = (cloud_decision(ref, ref.shape[1]) > 0) != (
-        cloud_decision(got, got.shape[1]) > 0
-    )
-    assert sure.mean() > 0.9  # the check is not vacuous
-    assert not np.any(masks_differ & sure)
+
+
+@pytest.fixture(scope="module")
+def trained_export(trained_r34, tmp_path_factory) -> tuple[Source, Exported]:
+    """The trained r34 exported through the same pipeline: the r34 whose decisions vary (an
+    untrained r34 decides 0.298 +- 0.003 on every pixel, whatever the input)."""
+    run_dir, _ = trained_r34
+    source = load_source("r34", run=run_dir)
+    out = tmp_path_factory.mktemp("trained") / "r34.onnx"
+    (done,) = export(ExportConfig("r34", run=run_dir, out=out, check_size=64), source)
+    return source, done
+
+
+@pytest.mark.parametrize("case", ["r18 untrained, standard-normal input", "r34 trained, scene"])
+def test_masks_match_where_decisions_vary(request, case):
+    """Mask parity on inputs where the model's decisions vary, so it can fail: masks equal at
+    every pixel whose cloud log-odds are more than 1e-3 from the threshold's."""
+    if case.startswith("r18"):
+        source, done, _ = request.getfixturevalue("exported_r18")
+        x = np.random.default_rng(7).standard_normal((2, 4, 96, 96), dtype=np.float32)
+    else:
+        source, done = request.getfixturevalue("trained_export")
+        x = source.card.transform.apply(synthetic_patches(4, 64, seed=3).raw)
+    with torch.no_grad():
+        ref = cloud_decision(source.model(torch.from_numpy(x)).numpy(), len(source.card.classes))
+    got = cloud_decision(session(done.path).run(None, {"image": x})[0], len(source.card.classes))
+    share = (ref > 0).mean()
+    print(f"{case}: cloud share {share:.3f}, decision std {ref.std():.3f}")
+    assert 0.02 < share < 0.98 and ref.std() > 0.1  # decisions vary: the check is not vacuous
+    sure = np.abs(ref) > 1e-3
+    assert sure.mean() > 0.9
+    assert not np.any(((ref > 0) != (got > 0)) & sure)
+
+
+@pytest.fixture(scope="module")
+def exported_r18(tmp_path_factory) -> tuple[Source, Exported, list[str]]:
+    return _export_random("r18", tmp_path_factory)
 
 
 def test_input_is_four_bands_with_named_dynamic_axes(exported):
@@ -188,14 +226,73 @@ def test_int8_smoke(exported, tmp_path):
     print(figures.summary())
 
 
-def test_int8_keeps_masks_of_a_trained_model(trained_r34, tmp_path):
-    """Issue 4: int8 of an r34 trained on synthetic data keeps >= 99.5 % mask agreement."""
+def test_variants_keep_masks_of_a_trained_model(trained_r34, tmp_path):
+    """Issue 4: fp16 and int8 of an r34 trained on synthetic data keep >= 99.5 % mask agreement,
+    on held-out patches where the fp32 model's decisions vary."""
     run_dir, synthetic_dataset = trained_r34
-    fp32, int8 = export(
-        ExportConfig("r34", run=run_dir, out=tmp_path / "m.onnx", int8=True, data=synthetic_dataset)
+    config = ExportConfig(
+        "r34", run=run_dir, out=tmp_path / "m.onnx", fp16=True, int8=True, data=synthetic_dataset
     )
-    agreement = read(int8.path).extra["export"]["agreement"]
-    print(fp32.figures.summary(), int8.figures.summary(), sep="\n")
-    assert agreement["share"] >= 0.995 and agreement["share"] == int8.figures.share
-    assert "held-out" in agreement["source"]
+    fp32, fp16, int8 = export(config)
+    print(fp32.figures.summary(), fp16.figures.summary(), int8.figures.summary(), sep="\n")
+    for variant in (fp16, int8):
+        agreement = read(variant.path).extra["export"]["agreement"]
+        assert agreement["share"] >= 0.995 and agreement["share"] == variant.figures.share
+        assert variant.figures.decisions_vary, variant.figures.cloud_share
+        assert "held-out" in agreement["source"]
     assert read(int8.path).extra["export"]["calibration"]["patches"] > 0
+
+
+# ---------------------------------------------------------------------------------------------
+# The fp16 / int8 acceptance gate: shown refusing a file that disagrees, not only accepting
+# ---------------------------------------------------------------------------------------------
+
+
+def test_agreement_gate_refuses_a_disagreeing_candidate_and_accepts_an_equal_one(tmp_path):
+    """``mask_agreement`` runs both sessions: a candidate whose logits are negated scores near 0,
+    one with its bias shifted scores below the minimum, and the reference itself scores 1, on
+    patches where the reference's decisions vary."""
+    from onnx_models import B1, W1, card_for, conv_model
+
+    from cloudseg.card import InputTransform
+    from cloudseg.export.sources import GENERIC_MEAN, GENERIC_STD
+
+    card = card_for(transform=InputTransform(1 / 65535, 0.0, GENERIC_MEAN, GENERIC_STD), tile=64)
+    reference = session(conv_model(tmp_path / "ref.onnx", W1[None], B1, card))
+    flipped = session(conv_model(tmp_path / "neg.onnx", -W1[None], -B1, card))
+    shifted = session(conv_model(tmp_path / "shift.onnx", W1[None], B1 + 0.4, card))
+    raw = synthetic_patches(6, 64, seed=2).raw
+    same = par.mask_agreement(reference, reference, card, raw, "fp16", "synthetic")
+    assert same.decisions_vary and same.share == 1.0 and same.passed
+    bad = par.mask_agreement(reference, flipped, card, raw, "fp16", "synthetic")
+    assert bad.share < 0.05 and not bad.passed
+    near = par.mask_agreement(reference, shifted, card, raw, "int8", "synthetic")
+    assert 0.5 < near.share < par.MIN_AGREEMENT and not near.passed
+
+
+def _flip_head(proto: onnx.ModelProto) -> onnx.ModelProto:
+    """The model with its last convolution's weights and bias negated: its masks invert."""
+    from onnx import numpy_helper
+
+    head = next(n for n in reversed(proto.graph.node) if n.op_type == "Conv")
+    inits = {i.name: i for i in proto.graph.initializer}
+    for name in head.input[1:]:
+        flipped = numpy_helper.from_array(-numpy_helper.to_array(inits[name]), name)
+        inits[name].CopyFrom(flipped)
+    return proto
+
+
+def test_export_refuses_a_variant_that_disagrees_and_keeps_fp32(tmp_path, monkeypatch):
+    """A variant below the agreement minimum is refused: no file, one line naming it, and the
+    fp32 file written first stays."""
+    from cloudseg.errors import ModelError
+    from cloudseg.export import pipeline
+    from cloudseg.export.fp16 import to_fp16
+
+    monkeypatch.setattr(pipeline, "to_fp16", lambda proto: to_fp16(_flip_head(proto)))
+    out = tmp_path / "m.onnx"
+    config = ExportConfig("r34", random_init=True, tile=64, fp16=True, out=out)
+    with pytest.raises(ModelError, match=r"m-fp16\.onnx: fp16 export refused: mask agreement"):
+        export(config, load_source("r34", random_init=True, tile=64))
+    assert out.is_file() and not (tmp_path / "m-fp16.onnx").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.onnx"]  # no temporary left

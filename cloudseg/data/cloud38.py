@@ -1,6 +1,7 @@
-"""38-Cloud and 95-Cloud patch folders: layout, names, readers and the split by scene.
+"""38-Cloud and 95-Cloud patch folders: layout, names, listing and the split by scene.
 
-Putting a scene's patches back together is :mod:`cloudseg.data.cloud38_stitch`.
+Reading a patch's pixels is :mod:`cloudseg.data.cloud38_read`; putting a scene's patches back
+together is :mod:`cloudseg.data.cloud38_stitch`.
 
 The layout is written as data here, at the top, so that the reader and the synthetic dataset
 writer (:mod:`cloudseg.data.synthetic`) agree on every name.
@@ -13,15 +14,9 @@ import io
 import math
 import os
 import re
-import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NamedTuple
-
-import numpy as np
-import rasterio
-from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
 
 from cloudseg.bands import BANDS
 from cloudseg.errors import DataError, MissingFileError
@@ -315,168 +310,3 @@ def check_patches(
 def scenes_of(patches: Iterable[PatchId]) -> list[str]:
     """Sorted scene ids of ``patches``."""
     return sorted({p.scene for p in patches})
-
-
-# ---------------------------------------------------------------------------------------------
-# Reading
-# ---------------------------------------------------------------------------------------------
-
-
-def _describe(count: int, dtype: str, shape: tuple[int, int] | None) -> str:
-    size = "any size" if shape is None else f"{shape[0]} x {shape[1]}"
-    return f"{size} {dtype}, {count} band{'s' if count != 1 else ''}"
-
-
-def _rasterio_reason(path: Path, exc: RasterioIOError) -> str:
-    # GDAL's message repeats the path the caller already names; keep one line, without it.
-    first = (str(exc).splitlines() or [type(exc).__name__])[0]
-    return first.replace(f"'{path}'", "").replace(str(path), "").strip(" :.") or type(exc).__name__
-
-
-def _read_single_band(path: Path, dtype: str, shape: tuple[int, int] | None) -> np.ndarray:
-    if not path.is_file():
-        raise MissingFileError(f"{path} is missing")
-    try:
-        # 38-Cloud patches carry no georeferencing; the warning would repeat once per file.
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", NotGeoreferencedWarning)
-            with rasterio.open(path) as src:
-                if src.count != 1 or src.dtypes[0] != dtype or shape not in (None, src.shape):
-                    found = _describe(src.count, src.dtypes[0], src.shape)
-                    raise DataError(f"{path}: {found}, expected {_describe(1, dtype, shape)}")
-                return src.read(1)
-    except RasterioIOError as exc:
-        raise DataError(f"{path}: not a readable TIFF ({_rasterio_reason(path, exc)})") from None
-
-
-def read_image(root: str | os.PathLike[str], split: str, patch: str | PatchId) -> np.ndarray:
-    """The four bands of a patch.
-
-    Returns:
-        ``(4, P, P)`` uint16 digital numbers in :data:`cloudseg.bands.BANDS` order; P is 384 in
-        38-Cloud and 95-Cloud (synthetic datasets may use other sizes; bands must agree).
-    """
-    folder = find_split(root, split)
-    name = patch.name if isinstance(patch, PatchId) else parse_patch_name(patch).name
-    first = _read_single_band(band_path(folder, split, BANDS[0], name), "uint16", None)
-    image = np.empty((len(BANDS), *first.shape), dtype=np.uint16)
-    image[0] = first
-    for i, band in enumerate(BANDS[1:], start=1):
-        image[i] = _read_single_band(band_path(folder, split, band, name), "uint16", first.shape)
-    return image
-
-
-def read_mask(
-    root: str | os.PathLike[str],
-    split: str,
-    patch: str | PatchId,
-    shape: tuple[int, int] | None = (PATCH_SIZE, PATCH_SIZE),
-) -> np.ndarray | None:
-    """A patch's cloud mask, ``(P, P)`` bool (gt == 255), or None if the split has no gt.
-
-    ``shape`` is the size the gt must have (the bands' size); None accepts any.
-    """
-    folder = find_split(root, split)
-    if not SPLITS[split].has_gt:
-        return None
-    name = patch.name if isinstance(patch, PatchId) else parse_patch_name(patch).name
-    gt = _read_single_band(band_path(folder, split, GT_BAND, name), "uint8", shape)
-    return gt == 255
-
-
-def read_patch(
-    root: str | os.PathLike[str], split: str, patch: str | PatchId
-) -> tuple[np.ndarray, np.ndarray | None]:
-    """A patch's bands and cloud mask.
-
-    Returns:
-        ``image`` ``(4, P, P)`` uint16 in band order red, green, blue, nir; ``mask`` ``(P, P)``
-        bool (cloud where gt == 255), or None for a split without patch gt.
-
-    Raises:
-        DataError: a file is missing, not a TIFF, or of the wrong size or dtype (names the file).
-    """
-    image = read_image(root, split, patch)
-    return image, read_mask(root, split, patch, image.shape[-2:])
-
-
-def is_empty(image: np.ndarray) -> bool:
-    """True if ``image`` ``(B, H, W)`` is no-data everywhere (every band 0)."""
-    return not np.any(image)
-
-
-def empty_patches(
-    root: str | os.PathLike[str], split: str, patches: Iterable[PatchId]
-) -> list[PatchId]:
-    """The patches whose bands are all 0 (those in the black margin of their scene)."""
-    return [p for p in patches if is_empty(read_image(root, split, p))]
-
-
-def raster_shape(path: Path) -> tuple[int, int]:
-    if not path.is_file():
-        raise MissingFileError(f"{path} is missing (pass the scene size to do without it)")
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", NotGeoreferencedWarning)
-            with rasterio.open(path) as src:
-                return src.shape
-    except RasterioIOError as exc:
-        raise DataError(f"{path}: not a readable TIFF ({_rasterio_reason(path, exc)})") from None
-
-
-def read_scene_gt(root: str | os.PathLike[str], split: str, scene: str) -> np.ndarray:
-    """A scene's whole ground truth, ``Entire_scene_gts/edited_corrected_gts_<scene>.TIF``.
-
-    Returns:
-        ``(H, W)`` bool, True for cloud; the file may hold 0/255 or 0/1.
-    """
-    path = scene_gt_path(find_split(root, split), scene)
-    gt = _read_single_band(path, "uint8", None)
-    counts = np.bincount(gt.ravel(), minlength=256)
-    present = set(np.flatnonzero(counts).tolist())
-    if present <= {0, 1}:
-        return gt == 1
-    if present <= {0, 255}:
-        return gt == 255
-    raise DataError(f"{path}: values {sorted(present)[:6]} are not 0/255 (or 0/1)")
-
-
-# ---------------------------------------------------------------------------------------------
-# Scenes: the split (stitching is in cloudseg.data.cloud38_stitch)
-# ---------------------------------------------------------------------------------------------
-
-
-class SceneSplit(NamedTuple):
-    """Training and validation patches, with no scene on both sides."""
-
-    train: list[PatchId]
-    valid: list[PatchId]
-
-    @property
-    def train_scenes(self) -> list[str]:
-        return scenes_of(self.train)
-
-    @property
-    def valid_scenes(self) -> list[str]:
-        return scenes_of(self.valid)
-
-
-def split_by_scene(patches: Sequence[PatchId], val_fraction: float, seed: int = 0) -> SceneSplit:
-    """Split patches into training and validation by scene, reproducibly for a ``seed``.
-
-    Neighbouring patches of a scene are strongly correlated, so a patch-level split would leak.
-    With ``val_fraction`` > 0 and two or more scenes, each side gets at least one scene;
-    ``val_fraction`` = 0 puts everything in training. Both lists keep the input order.
-    """
-    if not 0 <= val_fraction < 1:
-        raise DataError(f"validation fraction {val_fraction} is not in [0, 1)")
-    scenes = scenes_of(patches)
-    n_valid = 0
-    if val_fraction > 0 and len(scenes) >= 2:
-        n_valid = min(max(round(val_fraction * len(scenes)), 1), len(scenes) - 1)
-    order = np.random.default_rng(seed).permutation(len(scenes))
-    valid_scenes = {scenes[i] for i in order[:n_valid]}
-    return SceneSplit(
-        [p for p in patches if p.scene not in valid_scenes],
-        [p for p in patches if p.scene in valid_scenes],
-    )

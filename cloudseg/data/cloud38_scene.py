@@ -1,7 +1,6 @@
 """A 38-Cloud scene read from its patch folder as if it were one Landsat scene.
 
-The engine (``cloudseg-run``) reads scenes through the small interface of
-:class:`cloudseg.data.landsat.LandsatScene`; :class:`Cloud38Scene` offers the same interface over a
+:class:`Cloud38Scene` implements the scene contract (:class:`cloudseg.scene.Scene`) over a
 scene's patches, stitched as the dataset's own evaluation does
 (:func:`cloud38_stitch.stitch_scene`):
 patch ``(row, col)`` sits at ``((row - 1) * P, (col - 1) * P)`` of the padded grid, and the scene
@@ -34,9 +33,9 @@ from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
 from rasterio.windows import Window
 
 from cloudseg.bands import BANDS, valid_pixels
-from cloudseg.data import cloud38, cloud38_stitch
-from cloudseg.data.landsat import whole_pixels
+from cloudseg.data import cloud38, cloud38_read, cloud38_stitch
 from cloudseg.errors import DataError, MissingFileError, SceneError
+from cloudseg.scene import clip_window
 
 __all__ = ["SCENE_SEPARATOR", "Cloud38Reader", "Cloud38Scene", "open_cloud38_scene"]
 
@@ -51,9 +50,9 @@ SPLITS = ("test", "train")
 class Cloud38Scene:
     """One 38-Cloud scene's grid and patches; holds no open handle (shareable, picklable).
 
-    Duck-types :class:`~cloudseg.data.landsat.LandsatScene` for the engine: the scene is Level-1
-    DN (``kind="L1"``), has no CRS (38-Cloud files carry no georeferencing), an identity
-    transform and no MTL.
+    The scene holds Level-1 digital numbers only (38-Cloud ships no MTL, so no reflectance),
+    has no CRS (38-Cloud files carry no georeferencing), an identity transform and no quality
+    band.
     """
 
     path: Path  # the split folder
@@ -65,10 +64,30 @@ class Cloud38Scene:
     grid: tuple[int, int]  # (rows, cols) of the padded patch grid
     offset: tuple[int, int]  # (top, left): scene pixel (0, 0) in padded grid pixels
     patches: frozenset[tuple[int, int]]  # 1-based (row, col) of the patches the CSV lists
-    kind: str = "L1"
     crs: None = None
     transform: Affine = Affine.identity()
-    mtl: None = None
+    value_kinds: tuple[str, ...] = ("dn",)
+
+    @property
+    def source(self) -> str:
+        """``<split folder>::<scene id>``, as given on the command line."""
+        return f"{self.path}{SCENE_SEPARATOR}{self.scene_id}"
+
+    @property
+    def product(self) -> str:
+        """What the scene is, for messages."""
+        return "a 38-Cloud scene (Landsat 8 Level-1 digital numbers, stitched from patches)"
+
+    @property
+    def local_dir(self) -> Path:
+        """The dataset folder holding the split: outputs default to beside it."""
+        return self.path.parent
+
+    def to_values(self, raw: np.ndarray, kind: str) -> np.ndarray:
+        """Raw DN: the one kind a 38-Cloud scene has."""
+        if kind != "dn":
+            raise SceneError(f"{self.source}: {self.product} cannot give {kind} values")
+        return raw
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -122,7 +141,7 @@ class Cloud38Reader:
         if (row, col) not in self.scene.patches:
             return None  # a patch the dataset does not list is no data, as in stitching
         name = cloud38.patch_name(row, col, self.scene.grid[1], self.scene.scene_id)
-        image = cloud38.read_image(self.scene.path, self.scene.split, name)
+        image = cloud38_read.read_image(self.scene.path, self.scene.split, name)
         if image.shape[-1] != self.scene.patch_size or image.shape[-2] != self.scene.patch_size:
             raise DataError(
                 f"{self.scene.path}: patch {name} is {image.shape[-2]} x {image.shape[-1]}, "
@@ -141,18 +160,15 @@ class Cloud38Reader:
         Returns:
             ``(4, window.height, window.width)`` uint16 DN: red, green, blue, nir.
         """
-        col, row, width, height = whole_pixels(window)
         scene, size = self.scene, self.scene.patch_size
+        (col, row, width, height), inside = clip_window(
+            window, scene.width, scene.height, boundless
+        )
         out = np.zeros((len(BANDS), height, width), np.uint16)
-        c0, r0 = max(col, 0), max(row, 0)
-        c1, r1 = min(col + width, scene.width), min(row + height, scene.height)
-        if (c0, r0, c1, r1) != (col, row, col + width, row + height) and not boundless:
-            raise ValueError(
-                f"window {window} extends past the {scene.width} x {scene.height} scene; "
-                "pass boundless=True to fill the outside with 0"
-            )
-        if c1 <= c0 or r1 <= r0:
+        if inside is None:
             return out
+        c0, r0 = int(inside.col_off), int(inside.row_off)
+        c1, r1 = c0 + int(inside.width), r0 + int(inside.height)
         top, left = scene.offset
         # Padded-grid pixels of the clipped window, and the 0-based patch rows/cols they span.
         py0, py1, px0, px1 = r0 + top, r1 + top, c0 + left, c1 + left
@@ -171,6 +187,10 @@ class Cloud38Reader:
     def valid(self, window: Window, boundless: bool = False) -> np.ndarray:
         """``(h, w)`` bool validity of a window: any band non-zero. Reads the window's pixels."""
         return valid_pixels(self.read(window, boundless=boundless))
+
+    def read_qa(self, window: Window) -> None:
+        """38-Cloud ships no quality band."""
+        return None
 
     def close(self) -> None:
         """Drop the cached patches (safe to call twice)."""
@@ -260,7 +280,7 @@ def open_cloud38_scene(path: str | os.PathLike[str], scene_id: str | None = None
     size = _patch_size(split_dir, split, patches[0].name)
     gt = cloud38.scene_gt_path(split_dir, scene_id)
     if gt.is_file():
-        height, width = cloud38.raster_shape(gt)
+        height, width = cloud38_read.raster_shape(gt)
     else:
         height, width = rows * size, cols * size
     top, left = cloud38.pad_offsets(height, width, rows * size, cols * size, size)

@@ -19,12 +19,10 @@ from cloudseg.data.cloud38 import (
     find_split,
     list_patches,
     pad_offsets,
-    raster_shape,
-    read_image,
-    read_mask,
     scene_gt_path,
     scenes_of,
 )
+from cloudseg.data.cloud38_read import raster_shape, read_image, read_mask
 from cloudseg.errors import DataError
 
 

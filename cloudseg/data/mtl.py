@@ -43,10 +43,20 @@ PROCESSING_LEVEL_KEYS = (
 DATE_KEYS = (("IMAGE_ATTRIBUTES", "DATE_ACQUIRED"), ("PRODUCT_METADATA", "DATE_ACQUIRED"))
 SUN_ELEVATION_KEYS = (("IMAGE_ATTRIBUTES", "SUN_ELEVATION"),)
 SUN_AZIMUTH_KEYS = (("IMAGE_ATTRIBUTES", "SUN_AZIMUTH"),)
+COLLECTION_KEYS = (
+    ("PRODUCT_CONTENTS", "COLLECTION_NUMBER"),
+    ("METADATA_FILE_INFO", "COLLECTION_NUMBER"),
+)
+#: USGS's own cloud cover of the scene (percent), from its CFMask quality band.
+CLOUD_COVER_KEYS = (("IMAGE_ATTRIBUTES", "CLOUD_COVER"),)
 
 #: Groups holding ``REFLECTANCE_MULT_BAND_n`` / ``REFLECTANCE_ADD_BAND_n`` for each product level.
 TOA_GROUPS = ("LEVEL1_RADIOMETRIC_RESCALING", "RADIOMETRIC_RESCALING")
 SR_GROUPS = ("LEVEL2_SURFACE_REFLECTANCE_PARAMETERS",)
+#: Collection 2 Level-2 surface reflectance: valid DN range (reflectance about 0 to 1); values
+#: outside it are physically implausible (negative over dark water and shadow after atmospheric
+#: correction, above 1 where the Level-1 band saturated) and are clipped into it. 0 is fill.
+SR_VALID_DN = (7273, 43636)
 MULT_KEY = "REFLECTANCE_MULT_BAND_{n}"
 ADD_KEY = "REFLECTANCE_ADD_BAND_{n}"
 
@@ -68,6 +78,8 @@ class Mtl:
     date_acquired: datetime.date | None
     sun_elevation: float | None
     sun_azimuth: float | None
+    collection: int | None = None  # 1 or 2; None for pre-collection (no COLLECTION_NUMBER)
+    cloud_cover: float | None = None  # USGS's CLOUD_COVER, percent
     # Dicts are left out of the hash (not of equality) so that a scene holding an Mtl can be a
     # dict key or set member.
     toa: dict[int, tuple[float, float]] = field(default_factory=dict, hash=False)
@@ -87,7 +99,19 @@ def read_mtl(path: str | Path) -> Mtl:
         text = path.read_text(encoding="utf-8-sig")  # tolerate a BOM from Windows editors
     except (OSError, UnicodeDecodeError) as exc:
         raise SceneError(f"cannot read MTL file {path}: {exc}") from exc
-    groups = _parse_json(text, path) if path.suffix.lower() == ".json" else _parse_odl(text, path)
+    return parse_mtl(text, path)
+
+
+def parse_mtl(text: str, path: str | Path) -> Mtl:
+    """Parse MTL text (ODL, or JSON when ``path`` ends in ``.json`` or the text is an object).
+
+    Args:
+        text: the file's contents (read locally, or fetched over HTTP for a STAC item).
+        path: where it came from, for messages and :attr:`Mtl.path`.
+    """
+    path = Path(str(path))
+    is_json = path.suffix.lower() == ".json" or text.lstrip().startswith("{")
+    groups = _parse_json(text, path) if is_json else _parse_odl(text, path)
     return _mtl_from_groups(groups, path)
 
 
@@ -156,6 +180,11 @@ def _number(groups: Groups, keys: Sequence[tuple[str, str]], path: Path) -> floa
         raise SceneError(f"MTL file {path}: {keys[0][1]} = {text!r} is not a number") from None
 
 
+def _integer(groups: Groups, keys: Sequence[tuple[str, str]], path: Path) -> int | None:
+    value = _number(groups, keys, path)
+    return None if value is None else int(value)
+
+
 def _coefficients(
     groups: Groups, names: Sequence[str], path: Path
 ) -> dict[int, tuple[float, float]]:
@@ -184,6 +213,8 @@ def _mtl_from_groups(groups: Groups, path: Path) -> Mtl:
         date_acquired=date,
         sun_elevation=_number(groups, SUN_ELEVATION_KEYS, path),
         sun_azimuth=_number(groups, SUN_AZIMUTH_KEYS, path),
+        collection=_integer(groups, COLLECTION_KEYS, path),
+        cloud_cover=_number(groups, CLOUD_COVER_KEYS, path),
         toa=_coefficients(groups, TOA_GROUPS, path),
         sr=_coefficients(groups, SR_GROUPS, path),
         groups=groups,
@@ -234,7 +265,7 @@ def toa_reflectance(
     if mtl.is_level2:
         raise SceneError(
             f"{mtl.path} is a Level-2 MTL: its band files hold surface reflectance, not Level-1 "
-            "DN; use surface_reflectance()"
+            "digital numbers, so they have no top-of-atmosphere reflectance"
         )
     if mtl.sun_elevation is None:
         raise SceneError(f"MTL file {mtl.path} has no SUN_ELEVATION")
@@ -243,7 +274,7 @@ def toa_reflectance(
 
 
 def surface_reflectance(
-    dn: np.ndarray, bands: Sequence[str], mtl: Mtl, nodata: float = 0.0
+    dn: np.ndarray, bands: Sequence[str], mtl: Mtl, nodata: float = 0.0, clip: bool = False
 ) -> np.ndarray:
     """Level-2 DN to surface reflectance, ``M * dn + A`` (no sun-angle term: already applied).
 
@@ -252,10 +283,13 @@ def surface_reflectance(
         bands: contract band names of ``dn``'s first axis.
         mtl: the scene's Level-2 MTL (``LEVEL2_SURFACE_REFLECTANCE_PARAMETERS``).
         nodata: value written where ``dn == 0``, as in :func:`toa_reflectance`.
+        clip: clip valid DN into :data:`SR_VALID_DN` first (what a model should see).
 
     Returns:
         ``(B, h, w)`` float32 surface reflectance.
     """
     if not mtl.sr:
         raise SceneError(f"MTL file {mtl.path} has no LEVEL2_SURFACE_REFLECTANCE_PARAMETERS")
+    if clip:
+        dn = np.where(dn == 0, dn, np.clip(dn, *SR_VALID_DN)).astype(dn.dtype, copy=False)
     return _rescale(dn, bands, mtl.sr, mtl, 1.0, nodata)

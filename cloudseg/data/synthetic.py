@@ -3,7 +3,7 @@
 A scene is built in top-of-atmosphere (TOA) reflectance and converted to Level-1 digital numbers
 with the real OLI rescaling (``DN = (rho * sin(sun elevation) + 0.1) / 2e-5``), so the MTL written
 beside it converts the DNs back to the reflectances used here. Levels were calibrated against the
-real 38-Cloud patches in ``/work/shared/data/38cloud-sample`` (clear land ~7,000-20,000 DN, clouds
+12 real 38-Cloud patches (the sample the tests read; clear land ~7,000-20,000 DN, clouds
 ~10,000-45,000 DN, blue above red over clear land, NIR highest over vegetation).
 
 Every layer is a vectorised function of FFT-filtered noise; there are no per-pixel Python loops.

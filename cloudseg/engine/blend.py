@@ -1,9 +1,11 @@
 """Overlap blending: tiles' probabilities averaged with a smooth weight, rows freed as they finish.
 
-Each tile's probabilities are multiplied by :func:`weight_window` and accumulated, together with
-the weights, into a band of rows; a row is divided out (``acc / wsum``) and handed on once no
-future tile can touch it. Because the weighted mean of equal values is that value, a model whose
-output is a per-pixel function of its input is reconstructed exactly whatever the weights.
+Probabilities have ``channels`` planes (cloud, and cloud shadow when the model has it), blended
+with the same weights. Each tile's probabilities are multiplied by :func:`weight_window` and
+accumulated, together with the weights, into a band of rows; a row is divided out
+(``acc / wsum``) and handed on once no future tile can touch it. Because the weighted mean of
+equal values is that value, a model whose output is a per-pixel function of its input is
+reconstructed exactly whatever the weights.
 
 Row-major contract: tiles arrive one tile row after another (as :func:`tile_grid` lists them).
 Within a row, and across the current and the next tile row, any order is fine (batches finish out
@@ -82,7 +84,7 @@ def weight_window(tile: Tile, spec: TileSpec) -> np.ndarray:
 class RowBlender:
     """Weighted accumulation of tile probabilities over a band of rows that moves down the scene.
 
-    Memory is ``2 * band_rows * width`` float32 plus one tile of scratch, with
+    Memory is ``(channels + 1) * band_rows * width`` float32 plus one tile of scratch, with
     ``band_rows = min(height, tile + stride)``: the rows of the tile row being added plus those of
     the next one, so a pipeline may add the next row's first tiles before it has finished the
     current row. It does not depend on the scene's height.
@@ -91,22 +93,18 @@ class RowBlender:
         height: scene rows.
         width: scene columns.
         spec: the tile size and overlap the grid was made with.
+        channels: probability planes per tile (1: cloud; 2: cloud and cloud shadow).
     """
 
-    def __init__(self, height: int, width: int, spec: TileSpec) -> None:
+    def __init__(self, height: int, width: int, spec: TileSpec, channels: int = 1) -> None:
         if height <= 0 or width <= 0:
             raise ValueError(f"scene size {height} x {width} must be positive")
-        self.height, self.width, self.spec = height, width, spec
+        self.height, self.width, self.spec, self.channels = height, width, spec, channels
         self.band_rows = min(height, spec.tile + spec.stride)
-        self._acc = np.zeros((self.band_rows, width), np.float32)
+        self._acc = np.zeros((channels, self.band_rows, width), np.float32)
         self._wsum = np.zeros((self.band_rows, width), np.float32)
-        self._scratch = np.empty((spec.tile, spec.tile), np.float32)
+        self._scratch = np.empty((channels, spec.tile, spec.tile), np.float32)
         self._base = 0  # scene row held in band row 0: every row above it has been handed on
-
-    @property
-    def next_row(self) -> int:
-        """First scene row not yet handed on (``height`` once everything is)."""
-        return self._base
 
     @property
     def nbytes(self) -> int:
@@ -118,8 +116,8 @@ class RowBlender:
 
         Args:
             tile: the tile of the grid the prediction belongs to.
-            prob: ``(spec.tile, spec.tile)`` float32 probability of the padded model tile; the
-                reflected padding (``tile.pad``) is dropped here.
+            prob: ``(channels, spec.tile, spec.tile)`` float32 probabilities of the padded model
+                tile; the reflected padding (``tile.pad``) is dropped here.
 
         Raises:
             ValueError: wrong shape, a tile outside the scene, a tile above rows already handed
@@ -127,9 +125,10 @@ class RowBlender:
         """
         size = self.spec.tile
         prob = np.asarray(prob, dtype=np.float32)
-        if prob.shape != (size, size):
+        if prob.shape != (self.channels, size, size):
             raise ValueError(
-                f"tile {tile.index}: probabilities {prob.shape} are not {size} x {size}"
+                f"tile {tile.index}: probabilities {prob.shape} are not "
+                f"{self.channels} x {size} x {size}"
             )
         inside = 0 <= tile.row_off and tile.row_end <= self.height
         if not (inside and 0 <= tile.col_off and tile.col_end <= self.width):
@@ -146,9 +145,9 @@ class RowBlender:
                 f"starting at row {self._base}: call finished() with its tile row's row_off first"
             )
         weights = unpad_tile(weight_window(tile, self.spec), tile.pad)
-        weighted = self._scratch[: tile.height, : tile.width]
+        weighted = self._scratch[:, : tile.height, : tile.width]
         np.multiply(weights, unpad_tile(prob, tile.pad), out=weighted)
-        self._acc[r0:r1, tile.col_off : tile.col_end] += weighted
+        self._acc[:, r0:r1, tile.col_off : tile.col_end] += weighted
         self._wsum[r0:r1, tile.col_off : tile.col_end] += weights
 
     def finished(self, next_row_off: int) -> Iterator[tuple[int, np.ndarray]]:
@@ -163,7 +162,7 @@ class RowBlender:
 
         Returns:
             ``(row0, probs)`` chunks, top to bottom, none if no row is final yet: ``probs`` is
-            ``(n, width)`` float32, the blended probabilities of scene rows ``row0 ..
+            ``(channels, n, width)`` float32, the blended probabilities of scene rows ``row0 ..
             row0 + n - 1`` (``n <= band_rows``), a new array the caller may keep. Pixels no tile
             covered (every tile over them skipped as no data) are NaN.
         """
@@ -172,9 +171,9 @@ class RowBlender:
         if n <= 0:
             return iter(())
         held = min(n, self.band_rows)
-        acc, wsum = self._acc[:held], self._wsum[:held]
-        probs = np.full((held, self.width), np.nan, np.float32)
-        np.divide(acc, wsum, out=probs, where=wsum > 0)
+        acc, wsum = self._acc[:, :held], self._wsum[:held]
+        probs = np.full((self.channels, held, self.width), np.nan, np.float32)
+        np.divide(acc, wsum, out=probs, where=np.broadcast_to(wsum > 0, probs.shape))
         row0 = self._base
         self._advance(n)
         # Rows below the band were never touched (a run of skipped tile rows): NaN, made one
@@ -184,7 +183,7 @@ class RowBlender:
     def _untouched(self, start: int, stop: int) -> Iterator[tuple[int, np.ndarray]]:
         for row0 in range(start, stop, self.band_rows):
             n = min(self.band_rows, stop - row0)
-            yield row0, np.full((n, self.width), np.nan, np.float32)
+            yield row0, np.full((self.channels, n, self.width), np.nan, np.float32)
 
     def flush(self) -> Iterator[tuple[int, np.ndarray]]:
         """Hand on all remaining rows, down to the scene's last; see :meth:`finished`."""
@@ -193,7 +192,7 @@ class RowBlender:
     def _advance(self, n: int) -> None:
         """Drop the first ``n`` band rows: move the live rows up and zero the freed ones."""
         keep = self.band_rows - n
-        for buf in (self._acc, self._wsum):
+        for buf in (*self._acc, self._wsum):
             # Copy in chunks of at most n rows: source and target never overlap, so numpy
             # makes no temporary band-sized copy.
             for dst in range(0, keep, n):

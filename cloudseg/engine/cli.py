@@ -9,29 +9,39 @@ from pathlib import Path
 import click
 
 from cloudseg.cli_options import (
+    device_option,
     one_line_errors,
     out_dir_option,
     overwrite_option,
+    precision_option,
     progress_disabled,
     quiet_option,
     setup_logging,
+    threads_option,
 )
 
 EPILOG = """\b
 Examples:
-  cloudseg-run LC08_L1TP_044034_20160612_20170324_01_T1/ --provider cuda
+  cloudseg-run LC08_L1TP_044034_20160612_20170324_01_T1/          # provider auto
   cloudseg-run scene_a/ scene_b/ stack.tif --model models/cloudseg-r34.onnx --out masks/
+  cloudseg-run SCENE --provider tensorrt --fp16 --device 1
   cloudseg-run demo/scene --provider torch --model ~/.cache/cloudseg/runs/r18-20261126-101500
 
 Writes <id>_cloudmask.tif (0 clear, 1 cloud, 255 no data), <id>_preview.png and
 <id>_summary.json per scene (and <id>_cloudprob.tif with --probabilities).
 """
 
+#: Keys of each scene's summary echoed on stdout, one JSON line per scene.
+ECHOED = (
+    "scene_id", "cloud_cover", "valid_pixels", "tiles_run", "tiles_skipped",
+    "megapixels_per_second", "provider",
+)  # fmt: skip
+
 
 def _default_model() -> Path:
-    from cloudseg.export import default_model_path
+    from cloudseg.home import default_model_path
 
-    return default_model_path("r18")
+    return default_model_path()
 
 
 @click.command(epilog=EPILOG)
@@ -47,10 +57,12 @@ def _default_model() -> Path:
 )
 @click.option(
     "--provider",
-    default="cpu",
+    default="auto",
     show_default=True,
-    # Checked by the backend, so an unknown name is one line listing the valid ones.
-    help="cpu, cuda or tensorrt (ONNX Runtime), or torch (the native PyTorch path).",
+    # Checked by the registry, so an unknown name is one line listing the valid ones.
+    help="auto (the fastest that loads here: tensorrt, cuda, openvino, cpu), cpu, cuda or "
+    "tensorrt (ONNX Runtime), openvino, or torch (the native PyTorch path). A provider named "
+    "here never falls back to another.",
 )
 @out_dir_option("default: a folder 'cloudseg' beside each scene")
 @click.option(
@@ -58,7 +70,7 @@ def _default_model() -> Path:
     type=click.IntRange(1),
     default=None,
     help="Tiles per inference call (default: 1 on the CPU, where batching is no faster and "
-    "costs memory; 4 on cuda and tensorrt).",
+    "costs memory; 4 on GPUs).",
 )
 @click.option(
     "--tile",
@@ -81,7 +93,32 @@ def _default_model() -> Path:
 )
 @click.option("--probabilities", is_flag=True, help="Also write <id>_cloudprob.tif.")
 @click.option(
+    "--shadow",
+    is_flag=True,
+    help="Write cloud shadow as mask code 2 (models with a shadow class, e.g. ukis-l2a).",
+)
+@precision_option(
+    "Inference precision for openvino and torch: auto is bf16 where the CPU (AMX, "
+    "AVX512-BF16) or GPU runs it natively, else f32 (fp16 on older GPUs for torch)."
+)
+@click.option("--fp16", is_flag=True, help="TensorRT float16 kernels (--provider tensorrt).")
+@click.option(
+    "--trt-cache",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="TensorRT engine and timing caches (default: $CLOUDSEG_HOME/trt-cache).",
+)
+@device_option
+@threads_option
+@click.option(
     "--readers", type=click.IntRange(1), default=2, show_default=True, help="Reader threads."
+)
+@click.option(
+    "--preview-size",
+    type=click.IntRange(16),
+    default=1024,
+    show_default=True,
+    help="Longest side of <id>_preview.png, in pixels.",
 )
 @overwrite_option
 @quiet_option
@@ -96,7 +133,14 @@ def main(
     overlap: int | None,
     threshold: float | None,
     probabilities: bool,
+    shadow: bool,
+    precision: str,
+    fp16: bool,
+    trt_cache: Path | None,
+    device: int | None,
+    threads: int | None,
     readers: int,
+    preview_size: int,
     overwrite: bool,
     quiet: bool,
 ) -> None:
@@ -119,9 +163,16 @@ def main(
         overlap=overlap,
         threshold=threshold,
         probabilities=probabilities,
+        shadow=shadow,
         overwrite=overwrite,
         readers=readers,
+        preview_size=preview_size,
         progress=not progress_disabled(quiet),
+        threads=threads,
+        device=device,
+        precision=precision,
+        fp16=fp16,
+        trt_cache=trt_cache,
     )
     try:
         summaries = run(list(scenes), config)
@@ -129,20 +180,5 @@ def main(
         click.echo("interrupted: no partial outputs were left", err=True)
         sys.exit(130)
     for s in summaries:
-        click.echo(
-            json.dumps(
-                {
-                    k: s[k]
-                    for k in (
-                        "scene_id",
-                        "cloud_cover",
-                        "valid_pixels",
-                        "tiles_run",
-                        "tiles_skipped",
-                        "megapixels_per_second",
-                        "provider",
-                    )
-                }
-            )
-        )
+        click.echo(json.dumps({k: s[k] for k in ECHOED}))
         click.echo(f"  outputs: {', '.join(s['outputs'])}")

@@ -40,15 +40,12 @@ from rasterio.windows import Window
 
 from cloudseg import __version__
 from cloudseg.atomic import atomic_path, check_writable
-from cloudseg.engine.preview import (
-    NODATA,
-    PreviewBuffer,
-    SceneStats,
-    preview_scale_for,
-    write_summary,
-)
+from cloudseg.data import qa as qa_flags
+from cloudseg.engine.preview import PREVIEW_MAX_SIDE, PreviewBuffer, preview_scale_for
+from cloudseg.engine.summary import CLOUD, NODATA, SHADOW, SceneStats
+from cloudseg.metrics import Confusion
 
-__all__ = ["OutputPaths", "SceneStats", "SceneWriter", "write_summary"]
+__all__ = ["OutputPaths", "SceneWriter"]
 
 BLOCK = 256
 #: Probability file values per unit probability (percent).
@@ -130,7 +127,8 @@ class SceneWriter:
         profile: the input's rasterio profile (``LandsatScene.profile()``); grid and CRS kept.
         probabilities: also write ``<id>_cloudprob.tif``.
         preview_scale: keep every k-th row and column for the preview; ``None``: the smallest k
-            giving a preview of at most 1,024 px a side.
+            giving a preview of at most ``preview_size`` px a side.
+        preview_size: longest side of an automatic preview (default 1,024 px).
         overwrite: replace existing outputs; otherwise any existing one is refused on entry.
         cog: rewrite the GeoTIFFs with GDAL's COG driver when finished (one extra copy).
     """
@@ -141,6 +139,7 @@ class SceneWriter:
         profile: Mapping[str, Any],
         probabilities: bool = False,
         preview_scale: int | None = None,
+        preview_size: int = PREVIEW_MAX_SIDE,
         *,
         overwrite: bool = False,
         cog: bool = False,
@@ -149,14 +148,17 @@ class SceneWriter:
         self.overwrite, self.cog = overwrite, cog
         self.profile = output_profile(profile)
         self.width, self.height = int(self.profile["width"]), int(self.profile["height"])
-        scale = preview_scale or preview_scale_for(self.height, self.width)
+        scale = preview_scale or preview_scale_for(self.height, self.width, preview_size)
         self.preview = PreviewBuffer(self.height, self.width, scale)
         self.stats: SceneStats | None = None
         self._kinds = ("mask", "prob") if probabilities else ("mask",)
         # One tile row of each output, flushed when full: every tile is compressed once.
         self._rows = {k: np.empty((BLOCK, self.width), np.uint8) for k in self._kinds}
         self._held = self._next_row = self._valid = self._cloud = 0
+        self._shadow: int | None = None
         self._threshold: float | None = None
+        #: Our cloud (prediction) against USGS's (truth) on valid pixels the QA band covers.
+        self.qa_confusion: Confusion | None = None
         self._tmp: dict[str, Path] = {}
         self._datasets: dict[str, DatasetWriter] = {}
         self._stack: contextlib.ExitStack | None = None
@@ -180,18 +182,24 @@ class SceneWriter:
         valid_rows: np.ndarray,
         threshold: float,
         bands: np.ndarray | None = None,
+        qa: np.ndarray | None = None,
     ) -> None:
         """Append the next rows, top to bottom, in chunks of any height.
 
         Args:
             row0: scene row of the first row; must follow the previous chunk.
-            prob_rows: ``(n, W)`` float32 cloud probability in [0, 1].
+            prob_rows: ``(K, n, W)`` float32 probabilities in [0, 1]: cloud, and with ``K = 2``
+                cloud shadow (or ``(n, W)``: cloud alone).
             valid_rows: ``(n, W)`` bool, false where the input has no data.
             threshold: cloud where ``prob > threshold``; one threshold per scene.
             bands: optional ``(4, n, W)`` raw input rows (red, green, blue, nir) for the preview.
+            qa: optional ``(n, W)`` uint8 :mod:`cloudseg.data.qa` flags of the scene's quality
+                band, for USGS's cloud cover and the agreement with it.
         """
         if self._stack is None or self.stats is not None:
             raise RuntimeError("SceneWriter.write_rows needs an open, unfinished writer")
+        planes = prob_rows[None] if prob_rows.ndim == 2 else prob_rows
+        prob_rows, shadow_rows = planes[0], (planes[1] if len(planes) > 1 else None)
         n = prob_rows.shape[0]
         if row0 != self._next_row:
             raise ValueError(
@@ -209,9 +217,21 @@ class SceneWriter:
         elif threshold != self._threshold:
             raise ValueError(f"threshold changed from {self._threshold} to {threshold} mid-scene")
         cloud = prob_rows > threshold
-        mask = np.where(valid_rows, cloud.astype(np.uint8), np.uint8(NODATA))
+        codes = cloud.astype(np.uint8) * np.uint8(CLOUD)
+        if shadow_rows is not None:
+            # Shadow where it is the likeliest of clear, cloud and shadow (the classes sum to 1),
+            # and the pixel is not cloud: the model's own call, as ukis-csmask's argmax.
+            clear_rows = 1.0 - prob_rows - shadow_rows
+            shade = ~cloud & (shadow_rows > clear_rows) & (shadow_rows >= prob_rows)
+            codes[shade] = SHADOW
+            self._shadow = (self._shadow or 0) + int(np.count_nonzero(shade & valid_rows))
+        mask = np.where(valid_rows, codes, np.uint8(NODATA))
         self._valid += int(np.count_nonzero(valid_rows))
         self._cloud += int(np.count_nonzero(cloud & valid_rows))
+        if qa is not None:
+            self.qa_confusion = self.qa_confusion or Confusion()
+            seen = valid_rows & (qa & qa_flags.FILL == 0)
+            self.qa_confusion.add(cloud, qa_flags.usgs_cloud(qa), seen)
         out = {"mask": mask}
         if self.probabilities:
             percent = np.rint(np.clip(prob_rows, 0.0, 1.0) * PROB_SCALE).astype(np.uint8)
@@ -247,7 +267,10 @@ class SceneWriter:
             return self.stats
         if self._stack is None or self._next_row != self.height:
             raise RuntimeError(f"scene incomplete: {self._next_row} of {self.height} rows written")
-        stats = SceneStats(self.width, self.height, self._valid, self._cloud, self._threshold)
+        stats = SceneStats(
+            self.width, self.height, self._valid, self._cloud, self._threshold, self._shadow,
+            self.qa_confusion,
+        )  # fmt: skip
         common = {k.upper(): _tag_value(v) for k, v in (tags or {}).items()}
         common |= stats.tags() | {"SOFTWARE": f"cloudseg {__version__}"}
         factors = overview_factors(self.width, self.height)
@@ -258,7 +281,8 @@ class SceneWriter:
             ds.update_tags(ns="rio_overview", resampling=resampling.name)
             ds.update_tags(**common, OVERVIEW_RESAMPLING=resampling.name.upper())
             if kind == "mask":
-                ds.set_band_description(1, "cloud mask: 0 clear, 1 cloud, 255 no data")
+                shadow = ", 2 cloud shadow" if self._shadow is not None else ""
+                ds.set_band_description(1, f"cloud mask: 0 clear, 1 cloud{shadow}, 255 no data")
             else:
                 ds.set_band_description(1, "cloud probability (%), 255 no data")
                 ds.scales = (1.0 / PROB_SCALE,)

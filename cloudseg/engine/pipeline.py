@@ -2,17 +2,22 @@
 
 ::
 
-    reader threads -> bounded look-ahead -> batcher -> backend.run -> RowBlender -> writer thread
+    reader threads -> bounded look-ahead -> batcher -> backend.run (in flight) -> RowBlender
+                                                                                -> writer thread
 
 * Readers: each thread keeps its own scene reader (GDAL handles are never shared between
   threads); a tile is read, its validity tested and, if it holds any valid pixel, normalised as
   the model card says. Tiles without a valid pixel are never run.
-* At most ``queue`` tiles are read ahead of inference, so a slow backend holds the readers back
-  instead of filling memory.
-* Batches always have the backend's fixed shape (the backend pads the last one).
+* At most ``lookahead`` tiles are read ahead of inference, so a slow backend holds the readers
+  back instead of filling memory. :meth:`TileReader.prefetch` starts those reads early, so the
+  next scene's first tiles are read while the current one still infers.
+* Batches always have the backend's fixed shape (the backend pads the last one), and up to
+  ``backend.slots`` batches are in flight on an inference thread pool, so blending the finished
+  batch (and, on GPUs and OpenVINO, copying the next one in) overlaps the running one.
 * The blender holds only the rows tiles still touch; finished rows go to the writer thread
-  through a bounded queue, and the writer re-reads those rows' bands for validity and the
-  preview (cheap next to inference, and it keeps the blender free of band data).
+  through a bounded queue, and the writer re-reads those rows' bands for validity, the preview
+  and the scene's own quality band (cheap next to inference, and it keeps the blender free of
+  band data).
 """
 
 from __future__ import annotations
@@ -24,17 +29,31 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Protocol
 
 import numpy as np
 from rasterio.windows import Window
 
 from cloudseg.bands import BANDS, reorder, valid_pixels
 from cloudseg.card import ModelCard
-from cloudseg.data.landsat import LandsatScene, toa_reflectance
+from cloudseg.engine.backend import Backend
 from cloudseg.engine.blend import RowBlender
 from cloudseg.engine.tiling import Tile, TileSpec, pad_tile, tile_grid
-from cloudseg.errors import ModelError, SceneError
+from cloudseg.scene import Scene, SceneReader, check_value_kind
+
+
+class RowSink(Protocol):
+    """Where finished rows go (:class:`cloudseg.engine.outputs.SceneWriter`, or a test's)."""
+
+    def write_rows(
+        self,
+        row0: int,
+        probs: np.ndarray,
+        valid: np.ndarray,
+        threshold: float,
+        bands: np.ndarray | None = None,
+        qa: np.ndarray | None = None,
+    ) -> None: ...
 
 
 @dataclass
@@ -61,34 +80,20 @@ class RunStats:
     times: StageTimes = field(default_factory=StageTimes)
 
 
-def make_normaliser(card: ModelCard, scene: LandsatScene) -> Callable[[np.ndarray], np.ndarray]:
-    """Raw ``(4, h, w)`` uint16 DN in contract order -> model input ``(4, h, w)`` float32.
+def make_normaliser(card: ModelCard, scene: Scene) -> Callable[[np.ndarray], np.ndarray]:
+    """Raw ``(4, h, w)`` values in contract order -> model input ``(4, h, w)`` float32.
 
-    Applies, in order: the value kind the card asks for (top-of-atmosphere reflectance from the
-    scene's MTL), the card's band order, and its affine transform.
+    Applies, in order: the value kind the card asks for (DN, or top-of-atmosphere or surface
+    reflectance from the scene's metadata), the card's band order, and its affine transform.
+
+    Raises:
+        SceneError: the scene cannot give the card's value kind (one line, user's words).
     """
-    if card.value_kind == "toa_reflectance":
-        if scene.mtl is None or not scene.mtl.toa:
-            raise SceneError(
-                f"{scene.path}: model {card.name} wants top-of-atmosphere reflectance, which "
-                "needs the scene's MTL with REFLECTANCE_MULT/ADD coefficients"
-            )
-        mtl = scene.mtl
+    check_value_kind(card, scene)
 
-        def to_values(dn: np.ndarray) -> np.ndarray:
-            return toa_reflectance(dn, BANDS, mtl)
-    elif scene.kind == "L2":
-        raise SceneError(
-            f"{scene.path}: a Level-2 (surface reflectance) scene, but model {card.name} was "
-            "trained on Level-1 digital numbers"
-        )
-    else:
-
-        def to_values(dn: np.ndarray) -> np.ndarray:
-            return dn
-
-    def normalise(dn: np.ndarray) -> np.ndarray:
-        return card.transform.apply(reorder(to_values(dn), BANDS, card.bands))
+    def normalise(raw: np.ndarray) -> np.ndarray:
+        values = scene.to_values(raw, card.value_kind)
+        return card.transform.apply(reorder(values, BANDS, card.bands))
 
     return normalise
 
@@ -96,15 +101,26 @@ def make_normaliser(card: ModelCard, scene: LandsatScene) -> Callable[[np.ndarra
 class TileReader:
     """Reads and normalises tiles in a thread pool, one scene reader per thread, in order."""
 
-    def __init__(self, scene: LandsatScene, spec: TileSpec, normalise: Callable, threads: int):
-        self.scene, self.spec, self.normalise = scene, spec, normalise
+    def __init__(
+        self,
+        scene: Scene,
+        tiles: list[Tile],
+        spec: TileSpec,
+        normalise: Callable[[np.ndarray], np.ndarray],
+        threads: int,
+        lookahead: int,
+    ) -> None:
+        self.scene, self.tiles, self.spec, self.normalise = scene, tiles, spec, normalise
+        self.lookahead = max(1, lookahead)
         self.pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="cloudseg-read")
         self.local = threading.local()
-        self.readers: list[Any] = []
+        self.readers: list[SceneReader] = []
         self.lock = threading.Lock()
         self.seconds = 0.0
+        self._pending: deque[tuple[Tile, Future]] = deque()
+        self._next = 0
 
-    def _reader(self) -> Any:
+    def _reader(self) -> SceneReader:
         reader = getattr(self.local, "reader", None)
         if reader is None:
             reader = self.local.reader = self.scene.open()
@@ -115,28 +131,27 @@ class TileReader:
     def read(self, tile: Tile) -> np.ndarray | None:
         """``(4, tile, tile)`` float32 model input, or None if the tile has no valid pixel."""
         start = time.perf_counter()
-        dn = self._reader().read(tile.window)
-        valid = valid_pixels(dn)
+        raw = self._reader().read(tile.window)
         out = None
-        if valid.any():
-            out = pad_tile(self.normalise(dn), self.spec.tile)
+        if valid_pixels(raw).any():
+            out = pad_tile(self.normalise(raw), self.spec.tile)
         with self.lock:
             self.seconds += time.perf_counter() - start
         return out
 
-    def stream(self, tiles: list[Tile], lookahead: int) -> Iterator[tuple[Tile, np.ndarray | None]]:
+    def prefetch(self) -> None:
+        """Start reading the first ``lookahead`` tiles now (before :meth:`stream` is iterated)."""
+        while len(self._pending) < self.lookahead and self._next < len(self.tiles):
+            tile = self.tiles[self._next]
+            self._pending.append((tile, self.pool.submit(self.read, tile)))
+            self._next += 1
+
+    def stream(self) -> Iterator[tuple[Tile, np.ndarray | None]]:
         """Tiles in order with their inputs; at most ``lookahead`` reads in flight."""
-        pending: deque[tuple[Tile, Future]] = deque()
-        it = iter(tiles)
-        for tile in it:
-            pending.append((tile, self.pool.submit(self.read, tile)))
-            if len(pending) >= lookahead:
-                break
-        while pending:
-            tile, future = pending.popleft()
-            nxt = next(it, None)
-            if nxt is not None:
-                pending.append((nxt, self.pool.submit(self.read, nxt)))
+        self.prefetch()
+        while self._pending:
+            tile, future = self._pending.popleft()
+            self.prefetch()
             yield tile, future.result()
 
     def close(self) -> None:
@@ -146,11 +161,11 @@ class TileReader:
 
 
 class RowWriter(threading.Thread):
-    """Writes finished rows in the background; re-reads their bands for validity and preview."""
+    """Writes finished rows in the background; re-reads their bands (and QA) for the writer."""
 
-    def __init__(self, scene: LandsatScene, writer: Any, threshold: float, depth: int = 4):
+    def __init__(self, scene: Scene, sink: RowSink, threshold: float, depth: int = 4):
         super().__init__(name="cloudseg-write", daemon=True)
-        self.scene, self.writer, self.threshold = scene, writer, threshold
+        self.scene, self.sink, self.threshold = scene, sink, threshold
         self.rows: queue.Queue = queue.Queue(maxsize=depth)
         self.error: BaseException | None = None
         self.seconds = 0.0
@@ -161,9 +176,10 @@ class RowWriter(threading.Thread):
                 while (item := self.rows.get()) is not None:
                     start = time.perf_counter()
                     row0, probs = item
-                    window = Window(0, row0, self.scene.width, probs.shape[0])
-                    dn = reader.read(window)
-                    self.writer.write_rows(row0, probs, valid_pixels(dn), self.threshold, dn)
+                    window = Window(0, row0, self.scene.width, probs.shape[1])
+                    raw = reader.read(window)
+                    qa = reader.read_qa(window)
+                    self.sink.write_rows(row0, probs, valid_pixels(raw), self.threshold, raw, qa)
                     self.seconds += time.perf_counter() - start
         except BaseException as exc:  # handed to the main thread, which re-raises it
             self.error = exc
@@ -182,95 +198,133 @@ class RowWriter(threading.Thread):
             raise self.error
 
 
-def check_spec(card: ModelCard, spec: TileSpec) -> None:
-    if spec.tile % card.size_multiple:
-        raise ModelError(
-            f"tile {spec.tile} is not a multiple of {card.size_multiple}, which model "
-            f"{card.name} needs"
+@dataclass
+class SceneJob:
+    """One scene, its grid and its started tile reader: made before the scene's turn comes, so
+    its first tiles can be read while the previous scene still infers."""
+
+    scene: Scene
+    spec: TileSpec
+    tiles: list[Tile]
+    reader: TileReader
+
+    @classmethod
+    def start(
+        cls, scene: Scene, card: ModelCard, spec: TileSpec, readers: int = 2, lookahead: int = 16
+    ) -> SceneJob:
+        """Check the scene fits the model, lay the grid, and open (not yet fill) the reader."""
+        normalise = make_normaliser(card, scene)
+        tiles = tile_grid(scene.height, scene.width, spec)
+        return cls(
+            scene, spec, tiles, TileReader(scene, tiles, spec, normalise, readers, lookahead)
         )
+
+    def close(self) -> None:
+        self.reader.close()
 
 
 def run_scene(
-    scene: LandsatScene,
-    backend: Any,
-    writer: Any,
-    spec: TileSpec,
-    batch: int,
+    job: SceneJob,
+    backend: Backend,
+    sink: RowSink,
     threshold: float,
-    readers: int = 2,
-    lookahead: int = 16,
     progress: Callable[[int], None] | None = None,
 ) -> RunStats:
-    """Run one scene through ``backend`` and hand every finished row to ``writer``.
+    """Run one scene through ``backend`` and hand every finished row to ``sink``.
 
     Args:
-        scene: opened with :func:`cloudseg.data.landsat.open_scene`.
-        backend: ``run((N, 4, t, t) float32) -> (N, t, t)`` cloud probability.
-        writer: a :class:`cloudseg.engine.outputs.SceneWriter`, already entered.
-        spec: tile size and overlap.
-        batch: tiles per ``backend.run``.
+        job: the scene, its grid and tile reader (:meth:`SceneJob.start`); closed here.
+        backend: ``run((N, 4, t, t) float32) -> (N, K, t, t)`` probabilities.
+        sink: where rows go, e.g. a :class:`cloudseg.engine.outputs.SceneWriter`, entered.
         threshold: cloud where probability > threshold.
-        readers: reader threads.
-        lookahead: tiles read ahead of inference (bounds memory).
         progress: called with the number of scene pixels each finished row band holds.
     """
-    check_spec(backend.card, spec)
+    scene, spec, tiles = job.scene, job.spec, job.tiles
     stats = RunStats()
     start = time.perf_counter()
-    tiles = tile_grid(scene.height, scene.width, spec)
-    blender = RowBlender(scene.height, scene.width, spec)
-    tile_reader = TileReader(scene, spec, make_normaliser(backend.card, scene), readers)
-    row_writer = RowWriter(scene, writer, threshold)
+    blender = RowBlender(scene.height, scene.width, spec, 2 if backend.options.shadow else 1)
+    row_writer = RowWriter(scene, sink, threshold)
     row_writer.start()
+    batch_size = backend.options.batch
+    depth = max(1, backend.slots)
+    infer_pool = ThreadPoolExecutor(max_workers=depth, thread_name_prefix="cloudseg-infer")
     pending: list[tuple[Tile, np.ndarray]] = []
+    in_flight: deque[tuple[list[Tile], Future]] = deque()
 
-    def run_batch() -> None:
+    def timed_run(batch: np.ndarray) -> tuple[np.ndarray, float]:
         t0 = time.perf_counter()
-        probs = backend.run(np.stack([x for _, x in pending]))
-        t1 = time.perf_counter()
-        for (tile, _), prob in zip(pending, probs, strict=True):
-            blender.add(tile, prob)
-        stats.times.infer += t1 - t0
-        stats.times.blend += time.perf_counter() - t1
+        out = backend.run(batch)
+        return out, time.perf_counter() - t0
+
+    def submit() -> None:
+        batch = np.stack([x for _, x in pending])
+        in_flight.append(([t for t, _ in pending], infer_pool.submit(timed_run, batch)))
         stats.tiles_run += len(pending)
         stats.batches_run += 1
         pending.clear()
 
-    def emit(next_row_off: int | None) -> None:
-        rows = blender.flush() if next_row_off is None else blender.finished(next_row_off)
+    def collect() -> None:
+        batch_tiles, future = in_flight.popleft()
+        probs, seconds = future.result()
+        t1 = time.perf_counter()
+        for tile, prob in zip(batch_tiles, probs, strict=True):
+            blender.add(tile, prob)
+        stats.times.infer += seconds
+        stats.times.blend += time.perf_counter() - t1
+
+    def emit(frontier: int | None) -> None:
+        rows = blender.flush() if frontier is None else blender.finished(frontier)
         for row0, probs in rows:
             row_writer.put(row0, probs)
             if progress is not None:
-                progress(probs.shape[0] * scene.width)
+                progress(probs.shape[1] * scene.width)
 
-    # Index of each tile's row of tiles: a batch may span two rows of tiles (the blender holds
-    # about tile + stride rows), never three, so a batch is run early where it would.
+    def first_unblended() -> Tile | None:
+        if in_flight:
+            return in_flight[0][0][0]
+        return pending[0][0] if pending else None
+
+    # Index of each tile's row of tiles: the blender holds about tile + stride rows, so every
+    # tile not yet blended must lie within two rows of tiles; a batch is cut short (and every
+    # batch in flight blended) where one more tile would reach a third.
     row_index = {r: k for k, r in enumerate(sorted({t.row_off for t in tiles}))}
     try:
-        for i, (tile, x) in enumerate(tile_reader.stream(tiles, lookahead)):
-            if pending and row_index[tile.row_off] - row_index[pending[0][0].row_off] >= 2:
-                run_batch()
+        for i, (tile, x) in enumerate(job.reader.stream()):
+            first = first_unblended()
+            if first is not None and row_index[tile.row_off] - row_index[first.row_off] >= 2:
+                if pending:
+                    submit()
+                while in_flight:
+                    collect()
             if x is None:
                 stats.tiles_skipped += 1
             else:
                 pending.append((tile, x))
-                if len(pending) == batch:
-                    run_batch()
+                if len(pending) == batch_size:
+                    submit()
+                    while len(in_flight) > depth:  # keep at most `depth` batches running
+                        collect()
+            if in_flight and in_flight[0][1].done():
+                collect()
             # Rows above the first tile not yet blended are final.
+            first = first_unblended()
             nxt = tiles[i + 1] if i + 1 < len(tiles) else None
-            frontier = pending[0][0].row_off if pending else (nxt.row_off if nxt else None)
+            frontier = first.row_off if first else (nxt.row_off if nxt else None)
             if frontier is not None:
                 emit(frontier)
         if pending:
-            run_batch()
+            submit()
+        while in_flight:
+            collect()
         emit(None)
         row_writer.finish()
     finally:
-        tile_reader.close()
+        infer_pool.shutdown(wait=True, cancel_futures=True)
+        job.close()
         if row_writer.is_alive():
             row_writer.rows.put(None)
             row_writer.join()
-    stats.times.read = tile_reader.seconds
+    stats.times.read = job.reader.seconds
     stats.times.write = row_writer.seconds
     stats.times.wall = time.perf_counter() - start
     return stats

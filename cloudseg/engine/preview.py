@@ -1,38 +1,29 @@
-"""Small summaries of one scene, gathered while its mask streams past the writer.
-
-:class:`SceneStats` counts pixels (for GeoTIFF tags and the summary JSON, written by
-:func:`write_summary`); :class:`PreviewBuffer` builds the quick-look PNG.
+"""The quick-look PNG of one scene, gathered while its mask streams past the writer.
 
 The writer never holds the scene: it keeps every ``k``-th row and column of the mask and of the
 three false-colour bands (nearest-neighbour decimation, so the buffers are ``ceil(H / k) x
 ceil(W / k)`` and nothing is averaged on the hot path). The picture is false colour (NIR, red,
 green, as in the EDA report), percentile-stretched over the valid pixels of the preview itself,
-clouds tinted semi-transparent cyan, no data black.
+clouds tinted semi-transparent cyan, shadows dark blue, no data black. The composite and
+stretch are :mod:`cloudseg.quicklook`'s, shared with the EDA report.
 """
 
 from __future__ import annotations
 
-import json
 import math
-import os
-from collections.abc import Mapping
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
 
 import numpy as np
 from PIL import Image
 
-from cloudseg.atomic import atomic_path
 from cloudseg.bands import BANDS
-from cloudseg.eda_plots import FALSE_COLOUR, stretch
+from cloudseg.engine.summary import CLOUD, NODATA, SHADOW
+from cloudseg.quicklook import FALSE_COLOUR, stretch
 
 #: Longest side of an automatic preview, in pixels (a Landsat scene: ~1,000 px at k = 8).
 PREVIEW_MAX_SIDE = 1024
-#: Mask values, as in the mask GeoTIFF.
-CLEAR, CLOUD, NODATA = 0, 1, 255
-#: Clouds are tinted, not painted over, so the false colour under them still shows.
+#: Clouds and shadows are tinted, not painted over, so the false colour under them still shows.
 CLOUD_TINT = np.array([0.0, 255.0, 255.0])
+SHADOW_TINT = np.array([0.0, 0.0, 160.0])
 TINT_ALPHA = 0.5
 #: Valid pixels of a preview made without bands (the mask alone): dark grey, clouds tinted.
 PLAIN_GREY = 64
@@ -100,71 +91,8 @@ class PreviewBuffer:
             rgb[valid] = PLAIN_GREY
         else:
             rgb = np.stack([stretch(band, valid) for band in self.bands], axis=-1).astype(float)
-        cloud = self.mask == CLOUD
-        rgb[cloud] = (1.0 - TINT_ALPHA) * rgb[cloud] + TINT_ALPHA * CLOUD_TINT
+        for code, tint in ((CLOUD, CLOUD_TINT), (SHADOW, SHADOW_TINT)):
+            hit = self.mask == code
+            rgb[hit] = (1.0 - TINT_ALPHA) * rgb[hit] + TINT_ALPHA * tint
         rgb[~valid] = 0.0
         return Image.fromarray(np.rint(rgb).astype(np.uint8))
-
-
-@dataclass(frozen=True)
-class SceneStats:
-    """Counts of one written mask; percentages derive from them."""
-
-    width: int
-    height: int
-    valid_pixels: int
-    cloud_pixels: int
-    threshold: float | None
-
-    @property
-    def cloud_cover(self) -> float | None:
-        """Cloud share of valid pixels in percent; ``None`` when no pixel is valid."""
-        return 100.0 * self.cloud_pixels / self.valid_pixels if self.valid_pixels else None
-
-    @property
-    def nodata_percent(self) -> float:
-        """Share of all pixels that are no data, in percent."""
-        return 100.0 * (1.0 - self.valid_pixels / (self.width * self.height))
-
-    def as_dict(self) -> dict[str, Any]:
-        """Plain JSON-ready numbers for the summary."""
-        keys = ("width", "height", "valid_pixels", "cloud_pixels", "threshold")
-        return {k: getattr(self, k) for k in keys} | {
-            "cloud_cover": self.cloud_cover,
-            "nodata_percent": self.nodata_percent,
-        }
-
-    def tags(self) -> dict[str, str]:
-        """GeoTIFF tags; ``CLOUD_COVER`` is left out when undefined (no valid pixel)."""
-        tags = {
-            "NODATA_PERCENT": f"{self.nodata_percent:.6f}",
-            "VALID_PIXELS": str(self.valid_pixels),
-            "CLOUD_PIXELS": str(self.cloud_pixels),
-        }
-        if self.cloud_cover is not None:
-            tags["CLOUD_COVER"] = f"{self.cloud_cover:.6f}"
-        if self.threshold is not None:
-            tags["THRESHOLD"] = repr(self.threshold)
-        return tags
-
-
-def _json_default(value: object) -> object:
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, Path):
-        return str(value)
-    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
-
-
-def write_summary(
-    path: str | os.PathLike[str], summary: Mapping[str, Any], *, overwrite: bool = True
-) -> Path:
-    """Write ``summary`` as indented JSON, atomically (numpy scalars and paths converted).
-
-    ``overwrite`` defaults to true because :meth:`OutputPaths.check` refused existing outputs
-    before the run began; NaN is refused so that the file is strict JSON.
-    """
-    text = json.dumps(summary, indent=2, allow_nan=False, default=_json_default) + "\n"
-    with atomic_path(path, overwrite=overwrite) as tmp:
-        tmp.write_text(text)
-    return Path(path)

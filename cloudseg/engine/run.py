@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import os
 from dataclasses import dataclass
@@ -14,16 +13,17 @@ from tqdm import tqdm
 
 from cloudseg.card import ModelCard, read_json
 from cloudseg.card import read as read_card
-from cloudseg.data.cloud38_scene import is_cloud38_path, open_cloud38_scene
-from cloudseg.data.landsat import LandsatScene, open_scene
-from cloudseg.engine.outputs import OutputPaths, SceneWriter, write_summary
-from cloudseg.engine.pipeline import run_scene
+from cloudseg.data.sources import open_any
+from cloudseg.engine.backend import Backend, BackendOptions
+from cloudseg.engine.outputs import OutputPaths, SceneWriter
+from cloudseg.engine.pipeline import SceneJob, run_scene
+from cloudseg.engine.preview import PREVIEW_MAX_SIDE
+from cloudseg.engine.registry import Choice, choose, is_torch_model, open_backend
+from cloudseg.engine.summary import write_summary
 from cloudseg.engine.tiling import TileSpec
+from cloudseg.scene import Scene, check_value_kind
 
 log = logging.getLogger("cloudseg.run")
-
-#: Pixels each tile overlaps its neighbours on each side, at the default 384 px tile.
-DEFAULT_OVERLAP = 32
 
 #: GDAL's block cache, in MB. GDAL's default is 5 % of RAM, and blocks read and written stay in
 #: it, so peak memory grew with scene size (measured: 469 -> 637 MiB from 3000 to 6000 rows);
@@ -35,11 +35,14 @@ GDAL_CACHE_MB = 128
 #: UNet faster here (ORT fp32, tile 384: r18 0.80 s a tile at batch 1 and at batch 4, r34 faster
 #: at 1 than at 4 or 8; benchmarks/backends.py), while ONNX Runtime's memory arena grows with
 #: the batch (r18 peak RSS 0.85 GB at batch 1, 2.7 GB at batch 4). On a GPU, batches keep the
-#: device busy (written to the docs, not measured here).
-DEFAULT_BATCH = {"cpu": 1, "torch": 1, "cuda": 4, "tensorrt": 4}
+#: device busy.
+DEFAULT_BATCH = {"cpu": 1, "openvino": 1, "torch": 1, "cuda": 4, "tensorrt": 4}
 
 
-def default_batch(provider: str) -> int:
+def default_batch(provider: str, device: int | None = None) -> int:
+    """``--batch`` when not given: 1 on CPUs, 4 on GPUs (torch on a CUDA device included)."""
+    if provider == "torch" and device is not None:
+        return DEFAULT_BATCH["cuda"]
     return DEFAULT_BATCH.get(provider, 1)
 
 
@@ -48,70 +51,93 @@ class RunConfig:
     """Everything ``cloudseg-run`` was asked to do, built once by the CLI."""
 
     model: Path
-    provider: str = "cpu"
+    provider: str = "auto"
     out: Path | None = None  # default: a folder "cloudseg" beside each scene
     batch: int | None = None  # default: default_batch(provider)
     tile: int | None = None  # default: the model card's tile size
-    overlap: int | None = None  # default: DEFAULT_OVERLAP, at most a quarter of the tile
+    overlap: int | None = None  # default: the card's default overlap for the tile
     threshold: float | None = None  # default: the card's
     probabilities: bool = False
+    shadow: bool = False
     overwrite: bool = False
     readers: int = 2
     lookahead: int = 16
+    preview_size: int = PREVIEW_MAX_SIDE
     progress: bool = True
+    threads: int | None = None
+    device: int | None = None
+    precision: str = "auto"
+    fp16: bool = False
+    trt_cache: Path | None = None
+
+    def options(self, provider: str, tile: int) -> BackendOptions:
+        """The backend's options once the provider and tile are known."""
+        return BackendOptions(
+            batch=self.batch or default_batch(provider, self.device),
+            tile=tile,
+            threads=self.threads,
+            device=self.device,
+            precision=self.precision,
+            fp16=self.fp16,
+            trt_cache=self.trt_cache,
+            shadow=self.shadow,
+        )
 
 
 def model_card(model: Path) -> ModelCard:
     """The card of an ONNX file (inside it or beside it) or of a run folder / checkpoint."""
     model = Path(model)
-    if model.suffix == ".onnx":
-        return read_card(model)
-    return read_json((model if model.is_dir() else model.parent) / "card.json")
+    if is_torch_model(model):
+        return read_json((model if model.is_dir() else model.parent) / "card.json")
+    return read_card(model)
 
 
-def out_dir_for(scene: LandsatScene, config: RunConfig) -> Path:
-    return config.out if config.out is not None else Path(scene.path).parent / "cloudseg"
+def out_dir_for(scene: Scene, config: RunConfig) -> Path:
+    """``--out``, else a folder ``cloudseg`` beside a local scene (or here, for a remote one)."""
+    if config.out is not None:
+        return config.out
+    return (scene.local_dir or Path.cwd()) / "cloudseg"
 
 
-def run(scenes: list[Path], config: RunConfig) -> list[dict[str, Any]]:
+def run(scenes: list[str | Path], config: RunConfig) -> list[dict[str, Any]]:
     """Mask every scene; returns their summaries. Checks every input and output first."""
     cache = os.environ.get("GDAL_CACHEMAX", GDAL_CACHE_MB)
     with rasterio.Env(GDAL_CACHEMAX=int(cache) if str(cache).isdigit() else cache):
         return _run(scenes, config)
 
 
-def _run(scenes: list[Path], config: RunConfig) -> list[dict[str, Any]]:
-    from cloudseg.engine.backends import make_backend
-
-    opened = [open_cloud38_scene(p) if is_cloud38_path(p) else open_scene(p) for p in scenes]
+def _run(specs: list[str | Path], config: RunConfig) -> list[dict[str, Any]]:
+    card = model_card(config.model)
+    scenes = [open_any(s) for s in specs]
     jobs = []
-    for scene in opened:
+    for scene in scenes:
+        check_value_kind(card, scene)  # before any work, with the user's words
         paths = OutputPaths.for_scene(out_dir_for(scene, config), scene.scene_id)
         paths.check(config.overwrite, config.probabilities)
         jobs.append((scene, paths))
-    tile = config.tile or model_card(config.model).tile_size
-    if config.batch is None:
-        config = dataclasses.replace(config, batch=default_batch(config.provider))
-    backend = make_backend(config.model, config.provider, config.batch, tile)
-    overlap = min(DEFAULT_OVERLAP, tile // 4) if config.overlap is None else config.overlap
-    spec = TileSpec(tile, overlap, backend.card.size_multiple)
-    threshold = backend.card.threshold if config.threshold is None else config.threshold
+    tile = card.check_tile(config.tile or card.tile_size)
+    choice = choose(config.provider, config.model, config.device)
+    backend = open_backend(config.model, choice, lambda p: config.options(p, tile))
+    overlap = card.default_overlap(tile) if config.overlap is None else config.overlap
+    spec = TileSpec(tile, overlap)
+    threshold = card.threshold if config.threshold is None else config.threshold
     summaries = []
     try:
         for scene, paths in jobs:
-            summaries.append(_one(scene, paths, backend, spec, threshold, config))
+            summaries.append(_one(scene, paths, backend, spec, threshold, config, choice))
     finally:
         backend.close()
     return summaries
 
 
 def _one(
-    scene: LandsatScene,
+    scene: Scene,
     paths: OutputPaths,
-    backend: Any,
+    backend: Backend,
     spec: TileSpec,
     threshold: float,
     config: RunConfig,
+    choice: Choice,
 ) -> dict[str, Any]:
     megapixels = scene.width * scene.height / 1e6
     # Counted in pixels, shown scaled (k, M): the bar reads in megapixels and MP/s.
@@ -122,19 +148,22 @@ def _one(
         desc=scene.scene_id[:24],
         disable=not config.progress,
     )
+    job = SceneJob.start(scene, backend.card, spec, config.readers, config.lookahead)
     with SceneWriter(
-        paths, scene.profile(), config.probabilities, overwrite=config.overwrite
+        paths,
+        scene.profile(),
+        config.probabilities,
+        preview_size=config.preview_size,
+        overwrite=config.overwrite,
     ) as writer:
-        stats = run_scene(
-            scene, backend, writer, spec, config.batch, threshold, config.readers,
-            config.lookahead, progress=bar.update,
-        )  # fmt: skip
+        stats = run_scene(job, backend, writer, threshold, progress=bar.update)
         written = writer.finish({"MODEL": backend.card.name, "PROVIDER": backend.providers[0]})
     bar.close()
     wall = stats.times.wall
     summary = {
         "scene_id": scene.scene_id,
-        "scene": str(scene.path),
+        "scene": scene.source,
+        "product": scene.product,
         "width": scene.width,
         "height": scene.height,
         **written.as_dict(),
@@ -143,11 +172,13 @@ def _one(
         "batches_run": stats.batches_run,
         "tile": spec.tile,
         "overlap": spec.overlap,
-        "batch": config.batch,
+        "batch": backend.options.batch,
         "threshold": threshold,
         "seconds": stats.times.as_dict(),
         "megapixels_per_second": round(megapixels / wall, 4) if wall else None,
         "provider": backend.providers,
+        "provider_choice": choice.as_dict(),
+        "backend": backend.describe(),
         "model": str(config.model),
         "card": backend.card.to_dict(),
         "outputs": [str(p) for p in paths.files(config.probabilities)],

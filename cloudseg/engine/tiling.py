@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 from rasterio.windows import Window
 
+from cloudseg.card import DEFAULT_OVERLAP, DEFAULT_TILE
 from cloudseg.errors import ModelError
 
 __all__ = ["Tile", "TileSpec", "pad_tile", "tile_grid", "unpad_tile"]
@@ -32,26 +33,24 @@ __all__ = ["Tile", "TileSpec", "pad_tile", "tile_grid", "unpad_tile"]
 class TileSpec:
     """Tile size and overlap, in pixels.
 
+    Which tile sizes a model takes is its card's to say
+    (:meth:`cloudseg.card.ModelCard.check_tile`); the grid only needs a positive tile and an
+    overlap under half of it.
+
     Attributes:
-        tile: side of the square the model sees; a multiple of ``multiple``.
+        tile: side of the square the model sees.
         overlap: pixels each tile shares with its neighbour on each side; neighbouring tiles
             overlap by ``2 * overlap`` and the blender fades each tile out over its outer
             ``overlap`` pixels, so a tile's least trusted margin (the model's receptive field
             runs off its edge there) counts least.
-        multiple: what height and width must be a multiple of (the model's total downsampling).
     """
 
-    tile: int = 384
-    overlap: int = 32
-    multiple: int = 32
+    tile: int = DEFAULT_TILE
+    overlap: int = DEFAULT_OVERLAP
 
     def __post_init__(self) -> None:
-        if self.multiple <= 0:
-            raise ModelError(f"tile multiple {self.multiple} must be positive")
-        if self.tile <= 0 or self.tile % self.multiple:
-            raise ModelError(
-                f"tile size {self.tile} must be a positive multiple of {self.multiple}"
-            )
+        if self.tile <= 0:
+            raise ModelError(f"tile size {self.tile} must be positive")
         if self.overlap < 0 or 2 * self.overlap >= self.tile:
             raise ModelError(
                 f"overlap {self.overlap} must be >= 0 and less than half the tile size {self.tile}"

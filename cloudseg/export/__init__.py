@@ -1,8 +1,7 @@
 """PyTorch -> ONNX export of the cloud UNets: checks, parity proof, fp16 and int8 variants.
 
 Needs the ``[train]`` extra (torch, onnx, onnxscript). The API is re-exported lazily, so that
-``from cloudseg.export import default_model_path`` (what the engine uses to find the default
-model) imports neither torch nor onnx::
+importing the package costs nothing until a name is used::
 
     from cloudseg.export import ExportConfig, export
     files = export(ExportConfig("r34", random_init=True, tile=64, out=Path("r34.onnx")))
@@ -10,7 +9,7 @@ model) imports neither torch nor onnx::
 Modules: :mod:`~cloudseg.export.onnx_export` (exporter, graph checks), :mod:`~.parity`,
 :mod:`~.fp16`, :mod:`~.quantise` (int8), :mod:`~.samples` (check and calibration patches),
 :mod:`~.sources` (run, checkpoint or random init), :mod:`~.pipeline` (one export, atomic files),
-:mod:`~.paths` (default file names, torch-free), :mod:`~.cli` (``cloudseg-export``).
+:mod:`~.cli` (``cloudseg-export``). Default file names come from :mod:`cloudseg.home`.
 """
 
 from __future__ import annotations
@@ -19,9 +18,6 @@ import importlib
 from typing import Any
 
 _LAZY = {
-    "VARIANTS": "paths",
-    "default_model_path": "paths",
-    "variant_path": "paths",
     "ExportConfig": "pipeline",
     "Exported": "pipeline",
     "export": "pipeline",

@@ -41,9 +41,9 @@ from cloudseg.export.onnx_export import (
     save,
     to_onnx,
 )
-from cloudseg.export.paths import default_model_path, variant_path
 from cloudseg.export.samples import PatchSet, dataset_patches, synthetic_patches
 from cloudseg.export.sources import Source, load_source
+from cloudseg.home import default_model_path, variant_path
 from cloudseg.train.models import SIZE_MULTIPLE, check_input_size
 
 log = logging.getLogger("cloudseg.export")

@@ -1,11 +1,11 @@
 """Patches for the export checks: real ones from a 38-Cloud-layout folder, or synthetic ones.
 
-Real patches are split by scene (:func:`cloudseg.data.cloud38.split_by_scene`): int8 calibration
-reads patches of some scenes, and every variant's agreement with fp32 is measured on patches of
-the other scenes, so no variant is judged on what it was calibrated on. Neighbouring patches of
-a scene are strongly correlated; a folder of one scene is split by patch instead. Patches with
-no valid pixel (every band 0) are skipped. Without a folder, synthetic Landsat-8-like scenes
-(:mod:`cloudseg.data.synthetic`) stand in for fp16's held-out patches.
+Real patches are split by scene (:func:`cloudseg.data.cloud38_split.split_by_scene`): int8
+calibration reads patches of some scenes, and every variant's agreement with fp32 is measured on
+patches of the other scenes, so no variant is judged on what it was calibrated on. Neighbouring
+patches of a scene are strongly correlated; a folder of one scene is split by patch instead.
+Patches with no valid pixel (every band 0) are skipped. Without a folder, synthetic
+Landsat-8-like scenes (:mod:`cloudseg.data.synthetic`) stand in for fp16's held-out patches.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from cloudseg.bands import BANDS
-from cloudseg.data import cloud38
+from cloudseg.data import cloud38, cloud38_read, cloud38_split
 from cloudseg.data.cloud38 import PatchId
 from cloudseg.data.synthetic import make_scene, random_spec
 from cloudseg.errors import DataError, MissingFileError
@@ -65,7 +65,7 @@ def dataset_patches(
     """
     split, folder = _find_split(Path(data_dir))
     patches = cloud38.list_patches(folder, split)
-    parts = cloud38.split_by_scene(patches, HELD_OUT_SHARE, seed)
+    parts = cloud38_split.split_by_scene(patches, HELD_OUT_SHARE, seed)
     calib, held = parts.train, parts.valid
     if not held:  # one scene: alternate patches instead
         calib, held = patches[::2], patches[1::2]
@@ -97,8 +97,8 @@ def _read(
     for pid in patches:
         if len(images) >= count:
             break
-        image = cloud38.read_image(folder, split, pid)
-        if not cloud38.is_empty(image):
+        image = cloud38_read.read_image(folder, split, pid)
+        if not cloud38_read.is_empty(image):
             images.append(fit(image, size))
             names.append(pid.name)
     raw = np.stack(images) if images else np.zeros((0, len(BANDS), size, size), np.uint16)
@@ -114,7 +114,7 @@ def synthetic_patches(count: int, size: int, seed: int = 0) -> PatchSet:
         for r in range(2):
             for c in range(2):
                 patch = scene.bands[:, r * size : (r + 1) * size, c * size : (c + 1) * size]
-                if len(images) < count and not cloud38.is_empty(patch):
+                if len(images) < count and not cloud38_read.is_empty(patch):
                     images.append(patch)
                     names.append(f"synthetic_{scene_seed}_{r}_{c}")
         scene_seed += 1

@@ -30,9 +30,9 @@ from cloudseg.train.models import build_model, model_spec
 from cloudseg.train.predict import checkpoint_card, load_checkpoint, load_run, model_name_of
 from cloudseg.train.runs import CARD, newest_run
 
-#: Per-band mean and std of ``dn / 65535`` on valid pixels of the 12 real 38-Cloud patches in
-#: ``/work/shared/data/38cloud-sample`` (0.259, 0.254, 0.271, 0.294 and 0.107, 0.101, 0.105,
-#: 0.106), rounded: the right scale for Level-1 DN, for untrained smoke-test models only.
+#: Per-band mean and std of ``dn / 65535`` on valid pixels of 12 real 38-Cloud patches (the
+#: sample the tests read, ``tests/conftest.py``: 0.259, 0.254, 0.271, 0.294 and 0.107, 0.101,
+#: 0.105, 0.106), rounded: the right scale for Level-1 DN, for untrained smoke-test models only.
 GENERIC_MEAN = (0.26, 0.25, 0.27, 0.29)
 GENERIC_STD = (0.11, 0.10, 0.11, 0.11)
 

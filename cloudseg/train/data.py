@@ -19,7 +19,7 @@ from torch.utils.data import Dataset
 
 from cloudseg.bands import BANDS
 from cloudseg.card import InputTransform
-from cloudseg.data import cloud38
+from cloudseg.data import cloud38, cloud38_read, cloud38_split
 from cloudseg.data.cloud38 import PatchId
 from cloudseg.errors import DataError
 from cloudseg.train.augment import AugmentSpec, augment
@@ -70,7 +70,7 @@ def measure_transform(
     count = 0
     step = max(1, len(patches) // max_patches)
     for pid in patches[::step]:
-        image = cloud38.read_image(root, split, pid)
+        image = cloud38_read.read_image(root, split, pid)
         valid = np.any(image != 0, axis=0)
         if not valid.any():
             continue
@@ -123,7 +123,7 @@ class PatchDataset(Dataset):
         if self._cache is not None and index in self._cache:
             return self._cache[index]
         pid = self.patches[index]
-        image, mask = cloud38.read_patch(self.root, self.split, pid)
+        image, mask = cloud38_read.read_patch(self.root, self.split, pid)
         if mask is None:
             raise DataError(f"patch {pid.name} has no ground truth ({self.split} split)")
         if self._cache is not None:
@@ -172,7 +172,7 @@ def prepare_data(
     if limit is not None and limit < len(patches):
         keep = np.random.default_rng(seed).choice(len(patches), size=limit, replace=False)
         patches = [patches[i] for i in sorted(keep)]
-    split = cloud38.split_by_scene(patches, val_fraction, seed)
+    split = cloud38_split.split_by_scene(patches, val_fraction, seed)
     if not split.train:
         raise DataError(f"{root}: no training patches left after the split")
     if val_fraction > 0 and not split.valid:

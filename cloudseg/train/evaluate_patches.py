@@ -22,7 +22,7 @@ from tqdm import tqdm
 
 from cloudseg.bands import valid_pixels
 from cloudseg.card import ModelCard
-from cloudseg.data import cloud38, cloud38_stitch
+from cloudseg.data import cloud38, cloud38_read, cloud38_stitch
 from cloudseg.data.cloud38 import PatchId
 from cloudseg.errors import DataError
 from cloudseg.evaluate import report, write_report
@@ -60,17 +60,17 @@ def evaluate(
         confusion, probs, images = Confusion(), {}, {}
         for start in range(0, len(pids), batch_size):
             chunk = pids[start : start + batch_size]
-            raw = np.stack([cloud38.read_image(root, split, p) for p in chunk])
+            raw = np.stack([cloud38_read.read_image(root, split, p) for p in chunk])
             prob = predictor(raw)
             for pid, image, p in zip(chunk, raw, prob, strict=True):
                 if has_gt:
-                    truth = cloud38.read_mask(root, split, pid, image.shape[-2:])
+                    truth = cloud38_read.read_mask(root, split, pid, image.shape[-2:])
                     confusion.add(p > threshold, truth, valid_pixels(image))
                 else:
                     probs[pid], images[pid] = p, valid_pixels(image)
             bar.update(len(chunk))
         if not has_gt:
-            truth = cloud38.read_scene_gt(root, split, scene)
+            truth = cloud38_read.read_scene_gt(root, split, scene)
             pred = cloud38_stitch.stitch(probs, truth.shape) > threshold
             confusion.add(pred, truth, cloud38_stitch.stitch(images, truth.shape))
         out[scene] = confusion

@@ -13,8 +13,7 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from cloudseg.bands import BANDS
-from cloudseg.eda_plots import FALSE_COLOUR, stretch
+from cloudseg.quicklook import false_colour_rgb
 
 
 def read_log(path: Path) -> list[dict[str, float]]:
@@ -56,12 +55,6 @@ def plot_history(rows: Sequence[dict[str, float]], path: Path, title: str = "") 
     fig.savefig(path)
 
 
-def false_colour_scaled(image: np.ndarray) -> np.ndarray:
-    """``(4, H, W)`` values in band order -> ``(H, W, 3)`` uint8 NIR/red/green, stretched."""
-    valid = np.any(image != 0, axis=0)
-    return np.stack([stretch(image[BANDS.index(b)], valid) for b in FALSE_COLOUR], axis=-1)
-
-
 def plot_batch(
     images: np.ndarray, truth: np.ndarray, prob: np.ndarray, path: Path, threshold: float = 0.5
 ) -> None:
@@ -79,7 +72,7 @@ def plot_batch(
     axes = np.atleast_2d(fig.subplots(n, 4))
     titles = ("input (NIR, red, green)", "ground truth", "cloud probability", "predicted mask")
     for i in range(n):
-        panels = (false_colour_scaled(images[i]), truth[i], prob[i], prob[i] > threshold)
+        panels = (false_colour_rgb(images[i]), truth[i], prob[i], prob[i] > threshold)
         for j, (ax, panel) in enumerate(zip(axes[i], panels, strict=True)):
             ax.imshow(
                 panel, cmap=None if j == 0 else "gray", vmin=0, vmax=1, interpolation="nearest"

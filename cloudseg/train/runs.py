@@ -1,36 +1,22 @@
 """Run folders: where training writes, and where export looks for the newest run.
 
-``$CLOUDSEG_HOME`` (default ``~/.cache/cloudseg``) holds ``runs/<model>-<timestamp>/`` and
-``models/``. A run folder holds ``best.pth`` (a ``state_dict``), ``card.json``, ``log.csv`` and the
+Runs live under :func:`cloudseg.home.runs_dir` (``$CLOUDSEG_HOME/runs/<model>-<timestamp>/``).
+A run folder holds ``best.pth`` (a ``state_dict``), ``card.json``, ``log.csv`` and the
 plots.
 """
 
 from __future__ import annotations
 
-import os
 import shutil
 import time
 from pathlib import Path
 
 from cloudseg.errors import MissingFileError, OutputExistsError
+from cloudseg.home import runs_dir
 
-HOME_ENV = "CLOUDSEG_HOME"
 BEST_WEIGHTS = "best.pth"
 CARD = "card.json"
 LOG = "log.csv"
-
-
-def cloudseg_home() -> Path:
-    """``$CLOUDSEG_HOME``, or ``~/.cache/cloudseg``."""
-    return Path(os.environ.get(HOME_ENV) or Path.home() / ".cache" / "cloudseg").expanduser()
-
-
-def runs_dir() -> Path:
-    return cloudseg_home() / "runs"
-
-
-def models_dir() -> Path:
-    return cloudseg_home() / "models"
 
 
 def new_run_dir(model: str, out: Path | None, overwrite: bool) -> Path:

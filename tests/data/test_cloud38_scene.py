@@ -11,7 +11,7 @@ from rasterio.errors import NotGeoreferencedWarning
 from rasterio.windows import Window
 
 from cloudseg.bands import valid_pixels
-from cloudseg.data import cloud38, cloud38_stitch
+from cloudseg.data import cloud38, cloud38_read, cloud38_stitch
 from cloudseg.data.cloud38_scene import (
     Cloud38Scene,
     is_cloud38_path,
@@ -20,6 +20,7 @@ from cloudseg.data.cloud38_scene import (
 )
 from cloudseg.data.synthetic_dataset import write_38cloud_dataset
 from cloudseg.errors import SceneError
+from cloudseg.scene import Scene
 
 SIZE, PATCH = 500, 96
 
@@ -41,7 +42,8 @@ def test_scene_grid_matches_stitching(dataset):
     assert (scene.height, scene.width) == stitched.shape[-2:] == (SIZE, SIZE)
     assert scene.grid == (6, 6) and scene.patch_size == PATCH and scene.block_shape == (96, 96)
     assert scene.offset == cloud38.pad_offsets(SIZE, SIZE, 6 * PATCH, 6 * PATCH, PATCH)
-    assert (scene.kind, scene.crs, scene.mtl, scene.scene_id) == ("L1", None, None, sid)
+    assert (scene.value_kinds, scene.crs, scene.scene_id) == (("dn",), None, sid)
+    assert isinstance(scene, Scene) and scene.source.endswith(f"38-Cloud_test::{sid}")
     assert scene.transform.is_identity
 
 
@@ -88,8 +90,10 @@ def test_only_touched_patches_are_read(dataset, monkeypatch):
     root, sid, _ = dataset
     scene = open_cloud38_scene(root, sid)
     reads: list[str] = []
-    original = cloud38.read_image
-    monkeypatch.setattr(cloud38, "read_image", lambda r, s, p: reads.append(p) or original(r, s, p))
+    original = cloud38_read.read_image
+    monkeypatch.setattr(
+        cloud38_read, "read_image", lambda r, s, p: reads.append(p) or original(r, s, p)
+    )
     with scene.open() as reader:
         top, left = scene.offset
         # A window inside the padded grid's patch (2, 2) (1-based) only.

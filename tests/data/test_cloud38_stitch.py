@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cloudseg.data import cloud38, cloud38_stitch
+from cloudseg.data import cloud38, cloud38_read, cloud38_stitch
 from cloudseg.data.cloud38 import PatchId
 from cloudseg.errors import DataError
 
@@ -76,7 +76,7 @@ def test_stitch_rejects_mixed_scenes_and_small_grids():
 def test_fake_stitch_scene_and_entire_scene_gt(fake):
     for scene, (bands, cloud) in fake.scenes.items():
         split = "test" if scene in fake_cloud38.TEST_SCENES else "train"
-        np.testing.assert_array_equal(cloud38.read_scene_gt(fake.root, split, scene), cloud)
+        np.testing.assert_array_equal(cloud38_read.read_scene_gt(fake.root, split, scene), cloud)
         image = cloud38_stitch.stitch_scene(fake.root, split, scene, kind="image")
         np.testing.assert_array_equal(image, bands)
         if split == "train":

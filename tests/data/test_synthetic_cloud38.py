@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from cloudseg.data import cloud38, cloud38_stitch
+from cloudseg.data import cloud38, cloud38_read, cloud38_stitch
 from cloudseg.data.synthetic import make_scene
 from cloudseg.data.synthetic_dataset import dataset_specs, write_38cloud_dataset
 
@@ -18,7 +18,7 @@ def test_reader_reads_what_the_writer_wrote(tmp_path, size, patch):
     rows = -(-size // patch)
     assert len(train) == 2 * rows * rows
     assert sorted(cloud38.scenes_of(train)) == sorted(summary.scenes["train"])
-    image, mask = cloud38.read_patch(root, "train", train[0])
+    image, mask = cloud38_read.read_patch(root, "train", train[0])
     assert image.shape == (4, patch, patch) and image.dtype == np.uint16
     assert mask.shape == (patch, patch) and mask.dtype == bool
 
@@ -28,5 +28,5 @@ def test_reader_reads_what_the_writer_wrote(tmp_path, size, patch):
     scene = make_scene(spec)
     stitched = cloud38_stitch.stitch_scene(root, "test", spec.product_id, kind="image")
     np.testing.assert_array_equal(stitched, scene.bands)
-    truth = cloud38.read_scene_gt(root, "test", spec.product_id)
+    truth = cloud38_read.read_scene_gt(root, "test", spec.product_id)
     np.testing.assert_array_equal(truth, scene.mask == 1)

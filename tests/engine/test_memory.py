@@ -1,13 +1,17 @@
 """Peak memory does not grow with scene height: the engine holds a band of rows, not the scene.
 
-Each run is a fresh subprocess reporting its own peak RSS. The scenes are wide enough that one
-scene-sized float32 array (what a whole-scene accumulator would cost) would add about 70 MB to
-the taller one, well above the 10 % allowed.
+Each run is a fresh subprocess reporting its own peak RSS, with GDAL's block cache capped below
+the size of either scene so that both fill it, and a small preview (its size falls with height
+at a fixed width). The tall scene has 24 M pixels more than the short one; the growth allowed is
+0.4 byte per added pixel (9 MB; repeated runs of one scene differ by up to 5 MB here), so one
+scene-sized uint8 array (24 MB more for the tall scene: a kept mask, say) fails the test, as
+would a float32 accumulator (96 MB). Checked by planting such an array in the writer.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -18,7 +22,12 @@ from onnx_models import B1, W1, card_for, conv_model
 from rasterio.transform import from_origin
 from rasterio.windows import Window
 
-WIDTH = 3000
+WIDTH = 2000
+SHORT, TALL = 2000, 14000
+#: Allowed growth of peak RSS per pixel the tall scene adds (bytes).
+BYTES_PER_ADDED_PIXEL = 0.4
+#: GDAL block cache for these runs (MB): below either scene's 32 / 224 MB of band data.
+CACHE_MB = 16
 
 RUNNER = """
 import json, resource, sys
@@ -47,16 +56,23 @@ def write_tall_stack(path: Path, height: int) -> Path:
 
 
 def peak_rss_mib(stack: Path, model: Path, out: Path) -> float:
-    args = [str(stack), "--model", str(model), "--out", str(out), "--tile", "256", "-q"]
+    # A small preview: its size falls with height at a fixed width (longest side 1,024 px),
+    # which would hide growth elsewhere.
+    args = [str(stack), "--model", str(model), "--out", str(out), "--tile", "256", "-q",
+            "--provider", "cpu", "--preview-size", "64"]  # fmt: skip
+    env = {**os.environ, "GDAL_CACHEMAX": str(CACHE_MB)}
     done = subprocess.run([sys.executable, "-c", RUNNER, *args], capture_output=True, text=True,
-                          check=True)  # fmt: skip
+                          check=True, env=env)  # fmt: skip
     assert (out / f"{stack.stem}_cloudmask.tif").is_file(), done.stdout + done.stderr
     return json.loads(done.stdout.strip().splitlines()[-1])["peak_kib"] / 1024
 
 
 def test_peak_rss_flat_in_scene_height(tmp_path):
     model = conv_model(tmp_path / "conv.onnx", W1[None] * 1e-4, B1, card_for(tile=256))
-    short = peak_rss_mib(write_tall_stack(tmp_path / "short.tif", 3000), model, tmp_path / "a")
-    tall = peak_rss_mib(write_tall_stack(tmp_path / "tall.tif", 6000), model, tmp_path / "b")
-    print(f"peak RSS: 3000 rows {short:.0f} MiB, 6000 rows {tall:.0f} MiB")
-    assert tall <= short * 1.10
+    short = peak_rss_mib(write_tall_stack(tmp_path / "short.tif", SHORT), model, tmp_path / "a")
+    tall = peak_rss_mib(write_tall_stack(tmp_path / "tall.tif", TALL), model, tmp_path / "b")
+    added = (TALL - SHORT) * WIDTH
+    allowed = BYTES_PER_ADDED_PIXEL * added / 2**20
+    print(f"peak RSS: {SHORT} rows {short:.1f} MiB, {TALL} rows {tall:.1f} MiB "
+          f"(growth {tall - short:.1f} MiB, allowed {allowed:.1f} MiB)")  # fmt: skip
+    assert tall - short <= allowed

@@ -17,7 +17,8 @@ from cloudseg.bands import valid_pixels
 from cloudseg.data.landsat import open_scene
 from cloudseg.data.synthetic import SceneSpec, make_scene
 from cloudseg.data.synthetic_write import write_scene_folder
-from cloudseg.engine.outputs import BLOCK, OutputPaths, SceneWriter, write_summary
+from cloudseg.engine.outputs import BLOCK, OutputPaths, SceneWriter
+from cloudseg.engine.summary import write_summary
 from cloudseg.errors import OutputExistsError
 
 H, W = 530, 700

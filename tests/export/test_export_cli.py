@@ -21,8 +21,8 @@ from cloudseg.card import METADATA_KEY, read, write_json
 from cloudseg.export import parity, pipeline
 from cloudseg.export.cli import main
 from cloudseg.export.onnx_export import declared_shape
-from cloudseg.export.paths import default_model_path
 from cloudseg.export.sources import load_source
+from cloudseg.home import default_model_path
 
 FLOAT, FLOAT16 = onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16
 

@@ -10,8 +10,8 @@ import pytest
 from cloudseg.data.cloud38 import parse_patch_name
 from cloudseg.data.synthetic_dataset import write_38cloud_dataset
 from cloudseg.errors import MissingFileError
-from cloudseg.export.paths import default_model_path, variant_path
 from cloudseg.export.samples import dataset_patches, fit, synthetic_patches
+from cloudseg.home import default_model_path, variant_path
 
 
 @pytest.fixture(scope="module")

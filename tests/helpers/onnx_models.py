@@ -19,20 +19,20 @@ W2 = np.array([[1.0, 0.0, -0.5, 0.2], [-0.3, 0.7, 0.1, 1.5]], np.float32)  # cle
 def card_for(
     output_kind: str = "sigmoid", name: str = "test-conv", tile: int = TILE, **changes: object
 ) -> ModelCard:
-    classes = ("cloud",) if output_kind == "sigmoid" else ("clear", "cloud")
-    return ModelCard(
-        name=name,
-        architecture="one 1x1 convolution (test)",
-        bands=("red", "green", "blue", "nir"),
-        value_kind="dn",
-        transform=InputTransform(1.0, 0.0, (0.0,) * 4, (1.0,) * 4),
-        output_kind=output_kind,
-        classes=classes,
-        cloud_classes=("cloud",),
-        tile_size=tile,
-        size_multiple=32,
-        **changes,
-    )
+    default = ("cloud",) if output_kind == "sigmoid" else ("clear", "cloud")
+    fields: dict = {
+        "name": name,
+        "architecture": "one 1x1 convolution (test)",
+        "bands": ("red", "green", "blue", "nir"),
+        "value_kind": "dn",
+        "transform": InputTransform(1.0, 0.0, (0.0,) * 4, (1.0,) * 4),
+        "output_kind": output_kind,
+        "classes": default,
+        "cloud_classes": ("cloud",),
+        "tile_size": tile,
+        "size_multiple": 32,
+    }
+    return ModelCard(**(fields | changes))
 
 
 def conv_model(path: Path, weights: np.ndarray, bias: np.ndarray, card: ModelCard | None) -> Path:

@@ -81,11 +81,11 @@ def test_second_run_into_the_same_folder_is_refused(run_dir, dataset):
 
 
 def test_load_run_predicts_probabilities(run_dir, dataset):
-    from cloudseg.data import cloud38
+    from cloudseg.data import cloud38, cloud38_read
 
     model, card = load_run(run_dir)
     patches = cloud38.list_patches(dataset, "train")[:2]
-    raw = np.stack([cloud38.read_image(dataset, "train", p) for p in patches])
+    raw = np.stack([cloud38_read.read_image(dataset, "train", p) for p in patches])
     prob = predict(model, card, raw)
     assert prob.shape == (2, 96, 96) and prob.dtype == np.float32
     assert 0.0 <= prob.min() and prob.max() <= 1.0
@@ -105,11 +105,11 @@ def test_newest_run_follows_cloudseg_home(run_dir, tmp_path, monkeypatch):
 
 def _perfect(dataset):
     """A predictor that returns the truth, to check the evaluation's bookkeeping."""
-    from cloudseg.data import cloud38
+    from cloudseg.data import cloud38, cloud38_read
 
     truth = {}
     for pid in cloud38.list_patches(dataset, "train"):
-        image, mask = cloud38.read_patch(dataset, "train", pid)
+        image, mask = cloud38_read.read_patch(dataset, "train", pid)
         truth[image.tobytes()] = mask
     return lambda raw: np.stack([truth[r.tobytes()].astype(np.float32) for r in raw])
 

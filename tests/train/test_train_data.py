@@ -97,11 +97,11 @@ def test_patch_dataset_items(dataset, target, y_shape, y_dtype):
 
 
 def test_unaugmented_item_is_the_normalised_patch(dataset):
-    from cloudseg.data import cloud38
+    from cloudseg.data import cloud38_read
 
     data = prepare_data(dataset, val_fraction=0.34, seed=0)
     ds = PatchDataset(data.root, data.valid, data.transform, 96, "binary")
     x, y = ds[0]
-    image, mask = cloud38.read_patch(data.root, "train", data.valid[0])
+    image, mask = cloud38_read.read_patch(data.root, "train", data.valid[0])
     np.testing.assert_allclose(x.numpy(), data.transform.apply(image), rtol=1e-5, atol=1e-5)
     np.testing.assert_array_equal(y[0].numpy(), mask.astype(np.float32))

@@ -1,0 +1,186 @@
+"""OpenVINO backend: the same ONNX file and card on Intel's CPU runtime, in bf16 where it is native.
+
+Why a second CPU runtime: on CPUs with AMX or AVX512-BF16, OpenVINO's CPU plugin runs the UNets'
+convolutions on the bf16 matrix units (oneDNN ``brgconv_avx512_amx_bf16`` kernels), 3-4x ONNX
+Runtime's fp32 on this project's own exports (README, Benchmarks). ONNX Runtime's CPU provider has
+no bf16 convolutions.
+
+* Precision (``--precision``): ``auto`` is bf16 where the CPU has AVX512-BF16 or AMX and f32
+  elsewhere (OpenVINO lists ``BF16`` among its capabilities on any AVX-512 CPU, where it is only
+  emulated, so the CPU's own flags decide); the effective precision is read back from the
+  compiled model and a request the plugin ignored is refused, never passed off as honoured.
+* One compiled model per run, reshaped to the one ``(batch, 4, tile, tile)`` shape, reused for
+  every tile of every scene.
+* Asynchronous infer requests: :attr:`slots` requests (default 2), each taken by one
+  :meth:`run` call, started with ``start_async`` and waited on with the GIL released, so the
+  pipeline's next batch (and its reading and blending) overlaps the current inference.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from cloudseg import card as model_card
+from cloudseg.engine.backend import (
+    N_BANDS,
+    BackendOptions,
+    check_batch,
+    chunks,
+    class_probabilities,
+    mask_channels,
+)
+from cloudseg.errors import MissingFileError, ModelError, ProviderError
+
+try:
+    import openvino as ov
+except ImportError:  # pragma: no cover - depends on the install
+    raise ProviderError(
+        "the openvino provider needs the OpenVINO runtime: pip install 'cloudseg[openvino]'"
+    ) from None
+
+DEVICE = "CPU"
+#: ``--precision`` -> OpenVINO's ``INFERENCE_PRECISION_HINT`` value.
+HINTS = {"f32": "f32", "bf16": "bf16", "f16": "f16"}
+#: CPU flags (``/proc/cpuinfo``) that make bf16 native rather than emulated.
+BF16_FLAGS = ("avx512_bf16", "amx_bf16")
+
+
+def cpu_flags() -> set[str]:
+    """The CPU's feature flags (Linux ``/proc/cpuinfo``); empty where that file is absent."""
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("flags"):
+                    return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+def auto_precision() -> str:
+    """bf16 on CPUs with native bf16 (AVX512-BF16 or AMX), else f32."""
+    return "bf16" if cpu_flags() & set(BF16_FLAGS) else "f32"
+
+
+class OpenVinoBackend:
+    """An ONNX model compiled once by OpenVINO for the CPU, run through async infer requests."""
+
+    def __init__(
+        self, model_path: str | os.PathLike[str], provider: str, options: BackendOptions
+    ) -> None:
+        """Read, reshape and compile the model; create the infer requests.
+
+        Args:
+            model_path: ONNX file with input ``(batch, 4, H, W)`` float32 and a card.
+            provider: ``"openvino"``.
+            options: batch, tile, threads, precision, slots (infer requests).
+
+        Raises:
+            MissingFileError: no file there.
+            ModelError: not a model OpenVINO reads, no card, a tile the card refuses, not 4
+                input bands, or a precision this CPU does not run.
+        """
+        self.name, self.options = "openvino", options
+        self.path = Path(model_path)
+        if not self.path.is_file():
+            raise MissingFileError(f"{self.path}: no model file there")
+        self.card = model_card.read(self.path)
+        self.batch, self.tile = options.batch, self.card.check_tile(options.tile)
+        self.channels = mask_channels(self.card, options.shadow)
+        self.precision = auto_precision() if options.precision == "auto" else options.precision
+        core = ov.Core()
+        try:
+            model = core.read_model(str(self.path))
+        except RuntimeError as exc:
+            reason = " ".join(str(exc).split())[:200]
+            raise ModelError(f"{self.path}: OpenVINO cannot read this model ({reason})") from None
+        self._input = self._check_input(model)
+        model.reshape({self._input: [self.batch, N_BANDS, self.tile, self.tile]})
+        self.threads = options.threads or os.cpu_count() or 1
+        self.slots = options.slots or 2
+        config = {
+            "INFERENCE_PRECISION_HINT": HINTS[self.precision],
+            # One stream using every thread per request: the UNet's convolutions parallelise
+            # well, and a second in-flight request queues behind it so the CPU never idles
+            # between batches.
+            "PERFORMANCE_HINT": "LATENCY",
+            "INFERENCE_NUM_THREADS": self.threads,
+        }
+        self.compiled = core.compile_model(model, DEVICE, config)
+        effective = self.compiled.get_property("INFERENCE_PRECISION_HINT").to_string()
+        if effective != HINTS[self.precision]:
+            raise ModelError(
+                f"OpenVINO on this CPU runs {effective}, not the {self.precision} asked for "
+                "(--precision auto picks what the CPU runs natively)"
+            )
+        self.providers = [f"openvino:{DEVICE}"]
+        self._requests: queue.Queue[Any] = queue.Queue()
+        self._staging: dict[int, np.ndarray] = {}
+        for _ in range(self.slots):
+            request = self.compiled.create_infer_request()
+            self._staging[id(request)] = np.zeros(
+                (self.batch, N_BANDS, self.tile, self.tile), np.float32
+            )
+            self._requests.put(request)
+
+    def _check_input(self, model: Any) -> str:
+        inputs = model.inputs
+        if len(inputs) != 1:
+            raise ModelError(f"{self.path}: {len(inputs)} inputs; the engine feeds one image")
+        shape = inputs[0].get_partial_shape()
+        channels = shape[1] if shape.rank.is_static and shape.rank.get_length() == 4 else None
+        name = inputs[0].get_any_name()
+        if channels is None or (channels.is_static and channels.get_length() != N_BANDS):
+            raise ModelError(
+                f"{self.path}: input {name!r} has shape {shape}; the engine needs (batch, "
+                f"{N_BANDS}, height, width): 4 bands (red, green, blue, nir)"
+            )
+        return name
+
+    def run(self, batch: np.ndarray) -> np.ndarray:
+        """Probabilities of normalised tiles: ``(N, 4, tile, tile)`` -> ``(N, K, tile, tile)``."""
+        batch = check_batch(batch, self.tile)
+        out = np.empty((len(batch), self.channels, self.tile, self.tile), np.float32)
+        request = self._requests.get()  # blocks while every request is busy
+        try:
+            done = 0
+            for chunk, n in chunks(batch, self.batch, self._staging[id(request)]):
+                request.start_async({0: chunk})
+                request.wait()  # releases the GIL: other pipeline threads go on meanwhile
+                # The output tensor is a view the next inference overwrites: convert now.
+                logits = request.get_output_tensor(0).data
+                out[done : done + n] = class_probabilities(
+                    logits[:n], self.card, self.channels == 2
+                )
+                done += n
+        finally:
+            self._requests.put(request)
+        return out
+
+    def describe(self) -> dict[str, Any]:
+        """Runtime, precision (effective), threads and requests, for the summary."""
+        return {
+            "provider": "openvino",
+            "runtime": f"openvino {ov.__version__.split('-')[0]}",
+            "device": DEVICE,
+            "precision": self.precision,
+            "threads": self.threads,
+            "infer_requests": self.slots,
+        }
+
+    def close(self) -> None:
+        """Drop the requests and the compiled model."""
+        self._requests = queue.Queue()
+        self.compiled = None
+
+    @classmethod
+    def probe(cls, provider: str, device: int = 0) -> str | None:
+        """None when OpenVINO's CPU plugin is there (this module imported, so the package is)."""
+        if DEVICE not in ov.Core().available_devices:
+            return f"OpenVINO {ov.__version__.split('-')[0]} has no {DEVICE} device here"
+        return None
