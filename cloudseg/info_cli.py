@@ -1,7 +1,9 @@
-"""``cloudseg-info``: what cloudseg sees in a scene folder, a 4-band GeoTIFF or a 38-Cloud folder.
+"""``cloudseg-info``: what cloudseg sees in a scene, a dataset, this machine and its models.
 
-Reads headers only (and the 38-Cloud CSVs); checks everything the engine and training would
-check, so a broken input fails here with the same one-line error, before any long job.
+``cloudseg-info PATH`` reads headers only (and the 38-Cloud CSVs) and checks everything the engine
+and training would check, so a broken input fails here with the same one-line error, before any
+long job. ``--providers`` says which inference providers load here (and what is missing for the
+others); ``--models`` lists the named and exported models.
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ Examples:
   cloudseg-info demo/scene                     # a Landsat 8 scene folder
   cloudseg-info LC08_stack.tif --json          # a 4-band GeoTIFF
   cloudseg-info ~/data/38-Cloud                # a 38-Cloud-layout dataset
+  cloudseg-info --providers                    # which providers load here
+  cloudseg-info --models                       # named and exported models
 """
 
 
@@ -30,6 +34,8 @@ def scene_info(scene: LandsatScene) -> dict[str, Any]:
     info: dict[str, Any] = {
         "scene_id": scene.scene_id,
         "kind": scene.kind,
+        "product": scene.product,
+        "value_kinds": list(scene.value_kinds),
         "width": scene.width,
         "height": scene.height,
         "crs": scene.crs.to_string() if scene.crs else None,
@@ -37,6 +43,7 @@ def scene_info(scene: LandsatScene) -> dict[str, Any]:
         "origin": [scene.transform.c, scene.transform.f],
         "block_shape": list(scene.block_shape),
         "bands": {band: str(path) for band, path in scene.band_paths.items()},
+        "quality_band": scene.qa_file and {"path": scene.qa_file, "layout": scene.qa_layout},
     }
     if scene.mtl is not None:
         info["mtl"] = {
@@ -45,8 +52,33 @@ def scene_info(scene: LandsatScene) -> dict[str, Any]:
             "sun_elevation": scene.mtl.sun_elevation,
             "sun_azimuth": scene.mtl.sun_azimuth,
             "toa_reflectance": bool(scene.mtl.toa),
+            "surface_reflectance": bool(scene.mtl.sr),
+            "usgs_cloud_cover": scene.mtl.cloud_cover,
         }
     return info
+
+
+def providers_info() -> dict[str, Any]:
+    """Every provider: ``loads``, or the exact library or package that is missing."""
+    import onnxruntime
+
+    from cloudseg.engine.registry import AUTO_ORDER, PROVIDERS, probe
+
+    onnxruntime.set_default_logger_severity(4)  # the probe's failure is its reason, not a log
+    out: dict[str, Any] = {}
+    for name, provider in PROVIDERS.items():
+        why = probe(name)
+        out[name] = {"status": "loads" if why is None else f"missing: {why}", "what": provider.what}
+    chosen = next((n for n in AUTO_ORDER if out[n]["status"] == "loads"), None)
+    out["auto"] = {"status": f"picks {chosen}", "what": f"first that loads of {AUTO_ORDER}"}
+    return out
+
+
+def models_info() -> dict[str, Any]:
+    """Named models (and whether they run here) and the exported ones in the models folder."""
+    from cloudseg.engine.models import list_models
+
+    return {entry.pop("name"): entry for entry in list_models()}
 
 
 def dataset_info(path: Path) -> dict[str, Any]:
@@ -75,12 +107,23 @@ def _is_dataset(path: Path) -> bool:
 
 
 @click.command(epilog=EPILOG)
-@click.argument("path", type=click.Path(exists=True, path_type=Path))
+@click.argument("path", required=False, type=click.Path(exists=True, path_type=Path))
+@click.option("--providers", is_flag=True, help="Which inference providers load here.")
+@click.option("--models", "list_models", is_flag=True, help="Named and exported models.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
 @one_line_errors
-def main(path: Path, as_json: bool) -> None:
-    """Describe PATH (scene folder, 4-band GeoTIFF or 38-Cloud dataset) and check it is usable."""
-    info = dataset_info(path) if _is_dataset(path) else scene_info(open_scene(path))
+def main(path: Path | None, providers: bool, list_models: bool, as_json: bool) -> None:
+    """Describe PATH (scene folder, 4-band GeoTIFF or 38-Cloud dataset) and check it is usable;
+    or, with --providers / --models, this machine's providers and the models cloudseg knows."""
+    if path is None and not (providers or list_models):
+        raise click.UsageError("give a PATH, --providers or --models")
+    info: dict[str, Any] = {}
+    if providers:
+        info["providers"] = providers_info()
+    if list_models:
+        info["models"] = models_info()
+    if path is not None:
+        info |= dataset_info(path) if _is_dataset(path) else scene_info(open_scene(path))
     if as_json:
         click.echo(json.dumps(info, indent=2))
         return
@@ -88,6 +131,7 @@ def main(path: Path, as_json: bool) -> None:
         if isinstance(value, dict):
             click.echo(f"{key}:")
             for k, v in value.items():
-                click.echo(f"  {k}: {v}")
+                shown = v.get("status", v) if isinstance(v, dict) and key == "providers" else v
+                click.echo(f"  {k}: {shown}")
         else:
             click.echo(f"{key}: {value}")

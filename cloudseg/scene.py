@@ -22,7 +22,8 @@ Contract (every implementation, tested in ``tests/test_scene_contract.py``):
   :attr:`Scene.value_kinds` lists the kinds it can give, so the engine refuses a model before any
   work (:func:`check_value_kind`).
 * ``read_qa(window)`` returns the scene's own quality classes (:mod:`cloudseg.data.qa` codes) or
-  None when the product ships no quality band.
+  None when the product ships no quality band; ``read_coarse(factor)`` a decimated look at the
+  whole scene (planning, never masks).
 """
 
 from __future__ import annotations
@@ -58,6 +59,11 @@ class SceneReader(Protocol):
 
     def read_qa(self, window: Window) -> np.ndarray | None:
         """``(h, w)`` uint8 quality classes of the product's own QA band, or None."""
+        ...
+
+    def read_coarse(self, factor: int) -> np.ndarray:
+        """``(4, ceil(H / factor), ceil(W / factor))`` raw values, every ``factor``-th pixel of
+        the whole scene (overviews where the files have them): a cheap look, e.g. at validity."""
         ...
 
     def close(self) -> None:

@@ -188,6 +188,19 @@ class Cloud38Reader:
         """``(h, w)`` bool validity of a window: any band non-zero. Reads the window's pixels."""
         return valid_pixels(self.read(window, boundless=boundless))
 
+    def read_coarse(self, factor: int) -> np.ndarray:
+        """Every ``factor``-th pixel of the stitched scene, reading each listed patch once."""
+        scene = self.scene
+        shape = (-(-scene.height // factor), -(-scene.width // factor))
+        out = np.zeros((len(BANDS), *shape), np.uint16)
+        for row in range(0, scene.height, scene.patch_size):
+            band = self.read(Window(0, row, scene.width, min(scene.patch_size, scene.height - row)))
+            first = (-row) % factor
+            rows = band[:, first::factor, ::factor]
+            top = (row + first) // factor
+            out[:, top : top + rows.shape[1]] = rows
+        return out
+
     def read_qa(self, window: Window) -> None:
         """38-Cloud ships no quality band."""
         return None

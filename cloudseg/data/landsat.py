@@ -184,6 +184,19 @@ class LandsatReader:
         paste(out, request, inside, block)
         return out
 
+    def read_coarse(self, factor: int) -> np.ndarray:
+        """``(4, ceil(H / f), ceil(W / f))`` DN sampled every ``factor`` pixels (nearest; GDAL
+        reads overviews where a COG has them)."""
+        shape = (-(-self.scene.height // factor), -(-self.scene.width // factor))
+        out = np.empty((len(BANDS), *shape), np.dtype(files.DTYPE))
+        for path, indexes, part in self._plan:
+            try:
+                data = self._datasets[path].read(indexes, out_shape=(len(indexes), *shape))
+            except RasterioIOError as exc:
+                raise SceneError(f"{path}: cannot read pixels ({files.first_line(exc)})") from None
+            out[part] = data
+        return out
+
     def read_qa(self, window: Window) -> np.ndarray | None:
         """``(h, w)`` uint8 :mod:`cloudseg.data.qa` flags of the quality band, or None."""
         if self._qa is None:

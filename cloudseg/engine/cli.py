@@ -38,22 +38,16 @@ ECHOED = (
 )  # fmt: skip
 
 
-def _default_model() -> Path:
-    from cloudseg.home import default_model_path
-
-    return default_model_path()
-
-
 @click.command(epilog=EPILOG)
 # Not click.Path(exists=True): a 38-Cloud scene is named "<split folder>::<scene id>", and the
 # scene readers already answer a missing path with one line.
 @click.argument("scenes", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option(
     "--model",
-    type=click.Path(path_type=Path),
     default=None,
-    help="ONNX model (its card inside or beside it), or for --provider torch a run "
-    "folder. Default: the r18 model cloudseg-export writes ($CLOUDSEG_HOME/models).",
+    help="A named model (r18, r34: exported here; ukis-l1c, ukis-l2a: ukis-csmask's), an ONNX "
+    "file (its card inside or beside it), or for --provider torch a run folder. Default: the "
+    "r18 model cloudseg-export writes ($CLOUDSEG_HOME/models). cloudseg-info --models lists them.",
 )
 @click.option(
     "--provider",
@@ -76,7 +70,15 @@ def _default_model() -> Path:
     "--tile",
     type=click.IntRange(32),
     default=None,
-    help="Tile size in pixels (default: the model card's).",
+    help="Tile size in pixels (default: the size the model takes that computes the fewest "
+    "pixels per valid pixel of the first scene, within the memory budget).",
+)
+@click.option(
+    "--memory-budget",
+    type=click.FloatRange(0.1),
+    default=None,
+    help="GiB of memory inference may use when the tile size is chosen (default: 2 on CPUs, "
+    "8 on GPUs).",
 )
 @click.option(
     "--overlap",
@@ -125,11 +127,12 @@ def _default_model() -> Path:
 @one_line_errors
 def main(
     scenes: tuple[Path, ...],
-    model: Path | None,
+    model: str | None,
     provider: str,
     out: Path | None,
     batch: int | None,
     tile: int | None,
+    memory_budget: float | None,
     overlap: int | None,
     threshold: float | None,
     probabilities: bool,
@@ -155,11 +158,12 @@ def main(
     # error says the same; the CLI owns this process, so ORT logs only fatal errors.
     onnxruntime.set_default_logger_severity(4)
     config = RunConfig(
-        model=model or _default_model(),
+        model=model,
         provider=provider,
         out=out,
         batch=batch,
         tile=tile,
+        memory_budget=memory_budget,
         overlap=overlap,
         threshold=threshold,
         probabilities=probabilities,

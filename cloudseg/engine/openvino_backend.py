@@ -13,13 +13,17 @@ no bf16 convolutions.
   every tile of every scene.
 * Asynchronous infer requests: :attr:`slots` requests (default 2), each taken by one
   :meth:`run` call, started with ``start_async`` and waited on with the GIL released, so the
-  pipeline's next batch (and its reading and blending) overlaps the current inference.
+  pipeline's next batch (and its reading and blending) overlaps the current inference. Copies in
+  and out of request tensors are serialised by one lock: two threads copying into different
+  requests' tensors at once deadlocked here (each held what the other needed, every Python
+  thread stopped), while waiting on two requests at once is safe.
 """
 
 from __future__ import annotations
 
 import os
 import queue
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -119,6 +123,7 @@ class OpenVinoBackend:
                 "(--precision auto picks what the CPU runs natively)"
             )
         self.providers = [f"openvino:{DEVICE}"]
+        self._copy_lock = threading.Lock()
         self._requests: queue.Queue[Any] = queue.Queue()
         self._staging: dict[int, np.ndarray] = {}
         for _ in range(self.slots):
@@ -150,13 +155,14 @@ class OpenVinoBackend:
         try:
             done = 0
             for chunk, n in chunks(batch, self.batch, self._staging[id(request)]):
-                request.start_async({0: chunk})
+                with self._copy_lock:
+                    request.get_input_tensor(0).data[...] = chunk
+                    request.start_async()
                 request.wait()  # releases the GIL: other pipeline threads go on meanwhile
-                # The output tensor is a view the next inference overwrites: convert now.
-                logits = request.get_output_tensor(0).data
-                out[done : done + n] = class_probabilities(
-                    logits[:n], self.card, self.channels == 2
-                )
+                with self._copy_lock:  # a view the next inference overwrites: copy it now
+                    logits = np.array(request.get_output_tensor(0).data[:n])
+                shadow = self.channels == 2
+                out[done : done + n] = class_probabilities(logits, self.card, shadow)
                 done += n
         finally:
             self._requests.put(request)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -14,12 +14,14 @@ from tqdm import tqdm
 from cloudseg.card import ModelCard, read_json
 from cloudseg.card import read as read_card
 from cloudseg.data.sources import open_any
+from cloudseg.engine import models
 from cloudseg.engine.backend import Backend, BackendOptions
 from cloudseg.engine.outputs import OutputPaths, SceneWriter
 from cloudseg.engine.pipeline import SceneJob, run_scene
 from cloudseg.engine.preview import PREVIEW_MAX_SIDE
 from cloudseg.engine.registry import Choice, choose, is_torch_model, open_backend
 from cloudseg.engine.summary import write_summary
+from cloudseg.engine.tile_plan import plan_tiles
 from cloudseg.engine.tiling import TileSpec
 from cloudseg.scene import Scene, check_value_kind
 
@@ -50,7 +52,7 @@ def default_batch(provider: str, device: int | None = None) -> int:
 class RunConfig:
     """Everything ``cloudseg-run`` was asked to do, built once by the CLI."""
 
-    model: Path
+    model: str | Path | None  # a path or a name (cloudseg.engine.models); None: the default
     provider: str = "auto"
     out: Path | None = None  # default: a folder "cloudseg" beside each scene
     batch: int | None = None  # default: default_batch(provider)
@@ -63,6 +65,7 @@ class RunConfig:
     readers: int = 2
     lookahead: int = 16
     preview_size: int = PREVIEW_MAX_SIDE
+    memory_budget: float | None = None  # GiB for inference; default: the provider's
     progress: bool = True
     threads: int | None = None
     device: int | None = None
@@ -107,6 +110,7 @@ def run(scenes: list[str | Path], config: RunConfig) -> list[dict[str, Any]]:
 
 
 def _run(specs: list[str | Path], config: RunConfig) -> list[dict[str, Any]]:
+    config = replace(config, model=models.resolve(config.model))
     card = model_card(config.model)
     scenes = [open_any(s) for s in specs]
     jobs = []
@@ -115,8 +119,13 @@ def _run(specs: list[str | Path], config: RunConfig) -> list[dict[str, Any]]:
         paths = OutputPaths.for_scene(out_dir_for(scene, config), scene.scene_id)
         paths.check(config.overwrite, config.probabilities)
         jobs.append((scene, paths))
-    tile = card.check_tile(config.tile or card.tile_size)
     choice = choose(config.provider, config.model, config.device)
+    plan = None
+    if config.tile is None:  # the first scene's best size: one backend (one shape) for all
+        provider = choice.candidates[0] if choice.candidates else "cpu"
+        batch = config.batch or default_batch(provider, config.device)
+        plan = plan_tiles(card, scenes[0], provider, batch, config.memory_budget)
+    tile = card.check_tile(plan.tile if plan else config.tile)
     backend = open_backend(config.model, choice, lambda p: config.options(p, tile))
     overlap = card.default_overlap(tile) if config.overlap is None else config.overlap
     spec = TileSpec(tile, overlap)
@@ -124,7 +133,11 @@ def _run(specs: list[str | Path], config: RunConfig) -> list[dict[str, Any]]:
     summaries = []
     try:
         for scene, paths in jobs:
-            summaries.append(_one(scene, paths, backend, spec, threshold, config, choice))
+            summary = _one(scene, paths, backend, spec, threshold, config, choice)
+            if plan is not None:
+                summary["tile_plan"] = plan.as_dict() | {"planned_on": scenes[0].scene_id}
+                write_summary(paths.summary, summary, overwrite=True)
+            summaries.append(summary)
     finally:
         backend.close()
     return summaries
@@ -172,6 +185,12 @@ def _one(
         "batches_run": stats.batches_run,
         "tile": spec.tile,
         "overlap": spec.overlap,
+        "computed_pixels": stats.tiles_run * spec.tile**2,
+        "computed_per_valid_pixel": (
+            round(stats.tiles_run * spec.tile**2 / written.valid_pixels, 4)
+            if written.valid_pixels
+            else None
+        ),
         "batch": backend.options.batch,
         "threshold": threshold,
         "seconds": stats.times.as_dict(),

@@ -28,7 +28,7 @@ from cloudseg.errors import MissingFileError, ProviderError
 try:
     import torch
 
-    from cloudseg.train.predict import cloud_probability, load_checkpoint, load_run
+    from cloudseg.train.predict import cloud_probability, load_checkpoint, load_run, native_bf16
 except ImportError as exc:  # pragma: no cover - depends on the install
     raise ProviderError(
         f"the torch backend needs PyTorch ({exc.name} is missing): pip install 'cloudseg[train]'"
@@ -41,18 +41,12 @@ DTYPES = {"f32": torch.float32, "bf16": torch.bfloat16, "f16": torch.float16}
 GRAPH_WARMUP = 3
 
 
-def cpu_has_bf16() -> bool:
-    """Native bf16 matrix units on this CPU (AVX512-BF16 or AMX): bf16 is faster, not emulated."""
-    caps = torch.cpu.get_capabilities() if hasattr(torch.cpu, "get_capabilities") else {}
-    return any(caps.get(k) for k in ("avx512_bf16", "amx_bf16"))
-
-
 def auto_precision(device: torch.device) -> str:
     """bf16 where it is native (AMX/AVX512-BF16 CPUs, GPUs from Ampere on), fp16 on older GPUs
     (tensor cores), fp32 on CPUs without bf16."""
-    if device.type == "cuda":
-        return "bf16" if torch.cuda.is_bf16_supported(including_emulation=False) else "f16"
-    return "bf16" if cpu_has_bf16() else "f32"
+    if native_bf16(device):
+        return "bf16"
+    return "f16" if device.type == "cuda" else "f32"
 
 
 class TorchBackend:

@@ -227,6 +227,7 @@ def export_card(
     return replace(
         card,
         tile_size=config.tile or card.tile_size,
+        fixed_size=config.tile is not None,  # --tile fixes the graph's height and width
         extra={**card.extra, "export": export_facts},
         versions={**card.versions, **exported_with},
     )

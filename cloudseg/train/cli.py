@@ -13,6 +13,7 @@ from cloudseg.cli_options import (
     one_line_errors,
     out_dir_option,
     overwrite_option,
+    precision_option,
     quiet_option,
     seed_option,
 )
@@ -89,6 +90,10 @@ the newest run of a model from there.
 )
 @click.option("--workers", type=int, default=0, show_default=True, help="DataLoader workers.")
 @click.option("--cache", is_flag=True, help="Keep patches in memory after the first epoch.")
+@precision_option(
+    "Training precision: auto is bf16 on CPUs with AMX or AVX512-BF16 and on GPUs that run it, "
+    "fp16 with loss scaling on older GPUs, fp32 elsewhere. Checkpoints stay fp32."
+)
 @seed_option
 @overwrite_option
 @quiet_option
@@ -111,15 +116,23 @@ def main(
     pretrained: bool,
     workers: int,
     cache: bool,
+    precision: str,
     seed: int,
     overwrite: bool,
     quiet: bool,
 ) -> None:
     """Train a cloud-segmentation UNet on the training split of DATA_DIR."""
     from cloudseg.cli_options import progress_disabled, setup_logging
-    from cloudseg.train.common import TrainConfig, run_card, save_run_card, seed_everything
+    from cloudseg.train.common import (
+        TrainConfig,
+        pick_device,
+        run_card,
+        save_run_card,
+        seed_everything,
+    )
     from cloudseg.train.data import prepare_data
     from cloudseg.train.models import MODELS, check_input_size
+    from cloudseg.train.precision import resolve as resolve_precision
     from cloudseg.train.pretrained import require_cached
     from cloudseg.train.runs import new_run_dir
 
@@ -129,6 +142,7 @@ def main(
         check_input_size(s, s)
     if pretrained:
         require_cached(MODELS[model].body)
+    resolve_precision(precision, pick_device())  # fp16 on a CPU is refused here, not later
     config = TrainConfig(
         model=model,
         data_dir=data_dir,
@@ -148,6 +162,7 @@ def main(
         cache=cache,
         lr_find_iters=lr_find_iters,
         quiet=progress_disabled(quiet),
+        precision=precision,
     )
     seed_everything(seed)
     data = prepare_data(data_dir, val_fraction, seed, limit, nonempty, stats)

@@ -45,6 +45,7 @@ class TrainConfig:
     cache: bool = False
     lr_find_iters: int = 100
     quiet: bool = False
+    precision: str = "auto"  # cloudseg.train.precision: auto, f32, bf16, f16
 
     def to_dict(self) -> dict[str, Any]:
         return {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(self).items()}

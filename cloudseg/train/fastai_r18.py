@@ -42,8 +42,10 @@ from cloudseg.train.augment import AugmentSpec
 from cloudseg.train.common import TrainConfig, TrainResult, pick_device, seed_everything
 from cloudseg.train.data import PatchDataset, TrainData
 from cloudseg.train.fastai_callbacks import BinaryScore, EpochLog, SaveBest
+from cloudseg.train.fastai_precision import apply_precision
 from cloudseg.train.models import build_model, check_input_size, param_groups
 from cloudseg.train.plots import plot_history
+from cloudseg.train.precision import resolve as resolve_precision
 from cloudseg.train.run_files import (
     BATCH_PLOT,
     HISTORY_PLOT,
@@ -96,9 +98,16 @@ def train(config: TrainConfig, data: TrainData, run_dir: Path) -> TrainResult:
     seed_everything(config.seed)
     quiet = is_quiet(config)
     learn = make_learner(config, data, run_dir, quiet)
+    precision = resolve_precision(config.precision, learn.dls.device)
+    apply_precision(learn, precision)
+    log.info("r18: training in %s on %s", precision.label, learn.dls.device)
     rows: list[dict[str, float]] = []
     done: list[tuple[Stage, SaveBest]] = []  # stages started, with their checkpoint keepers
-    history: dict[str, Any] = {"lr_find": None}
+    history: dict[str, Any] = {
+        "lr_find": None,
+        "precision": precision.label,
+        "memory_format": "channels_last",
+    }
     interrupted = False
     try:
         lr = config.lr

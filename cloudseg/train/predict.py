@@ -83,6 +83,18 @@ def load_checkpoint(checkpoint: Path, card: ModelCard | None = None) -> tuple[nn
     return load_state_dict(model, Path(checkpoint)).eval(), card
 
 
+def native_bf16(device: torch.device) -> bool:
+    """bf16 runs natively here: a CPU with AVX512-BF16 or AMX, a GPU from Ampere on.
+
+    (Elsewhere torch emulates bf16, slower than fp32.) Training and the engine's torch backend
+    both pick their ``auto`` precision from this.
+    """
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported(including_emulation=False)
+    caps = torch.cpu.get_capabilities() if hasattr(torch.cpu, "get_capabilities") else {}
+    return any(caps.get(k) for k in ("avx512_bf16", "amx_bf16"))
+
+
 def cloud_probability(logits: torch.Tensor, card: ModelCard) -> torch.Tensor:
     """``(N, C, H, W)`` logits -> ``(N, H, W)`` cloud probability, by the card's output kind."""
     if card.output_kind == "sigmoid":

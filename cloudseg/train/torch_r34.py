@@ -42,6 +42,8 @@ from cloudseg.train.common import TrainConfig, TrainResult, pick_device, seed_ev
 from cloudseg.train.data import PatchDataset, TrainData
 from cloudseg.train.models import build_model, check_input_size, freeze_body, param_groups, unfreeze
 from cloudseg.train.plots import plot_history
+from cloudseg.train.precision import Precision
+from cloudseg.train.precision import resolve as resolve_precision
 from cloudseg.train.run_files import (
     BATCH_PLOT,
     HISTORY_PLOT,
@@ -135,7 +137,10 @@ def train(config: TrainConfig, data: TrainData, run_dir: Path) -> TrainResult:
     device = pick_device()
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # one patch shape per stage: tune once, reuse
-    model = build_model("r34", config.pretrained).to(device)
+    precision = resolve_precision(config.precision, device)
+    # Channels-last: the layout oneDNN's and cuDNN's fast convolutions want (see precision.py).
+    model = build_model("r34", config.pretrained).to(device, memory_format=torch.channels_last)
+    log.info("r34: training in %s on %s", precision.label, device)
     loaders = _loaders(config, data, device)
     quiet = progress_disabled(config.quiet)
     rows: list[dict[str, Any]] = []
@@ -144,7 +149,9 @@ def train(config: TrainConfig, data: TrainData, run_dir: Path) -> TrainResult:
     try:
         for stage in stages:
             bests.append((stage, Best()))
-            _fit_stage(model, stage, bests[-1][1], loaders, device, run_dir, rows, quiet)
+            _fit_stage(
+                model, stage, bests[-1][1], loaders, (device, precision), run_dir, rows, quiet
+            )
     except KeyboardInterrupt:
         interrupted = True
         log.warning("r34: interrupted after %d epoch(s); best.pth holds the best so far", len(rows))
@@ -159,6 +166,8 @@ def train(config: TrainConfig, data: TrainData, run_dir: Path) -> TrainResult:
         valid_ds.size = done[-1][0].size
         plot_valid_batch(model, valid_ds, run_dir / BATCH_PLOT, lambda z: z.softmax(1)[:, 1])
     history = {
+        "precision": precision.label,
+        "memory_format": "channels_last",
         "optimizer": "Adam",
         "scheduler": f"OneCycleLR(pct_start={PCT_START})",
         "epochs_run": len(rows),
@@ -206,18 +215,20 @@ def _fit_stage(
     stage: Stage,
     best: Best,
     loaders: tuple[DataLoader, DataLoader],
-    device: torch.device,
+    where: tuple[torch.device, Precision],
     run_dir: Path,
     rows: list[dict[str, Any]],
     quiet: bool,
 ) -> None:
     """Train one stage, saving ``best.pth`` and appending to ``rows`` and log.csv per epoch."""
+    device, precision = where
     best_path, (train_dl, valid_dl) = run_dir / BEST_WEIGHTS, loaders
     if stage.number > 1:  # continue from the best weights of the stage before
         model.load_state_dict(load_weights(best_path))
     for dl in loaders:
         dl.dataset.size = stage.size  # the datasets' raw-patch caches stay valid
     opt, sched = _optimiser(model, stage, len(train_dl))
+    step = _Step(opt, sched, precision.scaler())
     loss_fn = nn.CrossEntropyLoss()
     for i in range(stage.epochs):
         if i < stage.frozen_epochs:
@@ -227,8 +238,8 @@ def _fit_stage(
         epoch = len(rows) + 1  # numbered on across stages
         train_dl.dataset.epoch = epoch - 1  # seeds this epoch's augmentation
         desc = "" if quiet else f"stage {stage.number} epoch {epoch} ({stage.size} px)"
-        tr = _epoch(model, train_dl, loss_fn, device, (opt, sched), desc)
-        va = _epoch(model, valid_dl, loss_fn, device)
+        tr = _epoch(model, train_dl, loss_fn, (device, precision), step, desc)
+        va = _epoch(model, valid_dl, loss_fn, (device, precision))
         kept = best.beaten_by(va)
         if kept:  # saved before it is recorded: Ctrl-C between the two keeps them consistent
             save_weights(model, best_path)
@@ -256,6 +267,26 @@ def _optimiser(
     pct = PCT_START if PCT_START * total != 1 else 1.5 / total
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lrs, total_steps=total, pct_start=pct)
     return opt, sched
+
+
+@dataclass
+class _Step:
+    """One optimiser step: Adam, the one-cycle schedule, and for fp16 the gradient scaler."""
+
+    opt: torch.optim.Optimizer
+    sched: torch.optim.lr_scheduler.LRScheduler
+    scaler: torch.amp.GradScaler | None = None
+
+    def __call__(self, loss: torch.Tensor) -> None:
+        self.opt.zero_grad(set_to_none=True)
+        if self.scaler is None:
+            loss.backward()
+            self.opt.step()
+        else:  # fp16: scale the loss so small gradients survive, unscale before the step
+            self.scaler.scale(loss).backward()
+            self.scaler.step(self.opt)
+            self.scaler.update()
+        self.sched.step()
 
 
 class _Meter:
@@ -286,26 +317,27 @@ def _epoch(
     model: nn.Module,
     loader: DataLoader,
     loss_fn: nn.Module,
-    device: torch.device,
-    step: tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler] | None = None,
+    where: tuple[torch.device, Precision],
+    step: _Step | None = None,
     desc: str = "",
 ) -> dict[str, float]:
     """One pass: training when ``step`` (optimiser, scheduler) is given, with scores from the
     training logits (augmented batches, train-mode BatchNorm); else validation, in eval mode
     without gradients. A progress bar shows training unless ``desc`` is empty."""
+    device, precision = where
     model.train(step is not None)
     meter = _Meter(device)
     bar = tqdm(loader, desc=desc, disable=not desc, leave=False, unit="batch")
     with torch.set_grad_enabled(step is not None):
         for i, (x, y) in enumerate(bar):
-            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-            logits = model(x)
+            x = x.to(device, non_blocking=True, memory_format=torch.channels_last)
+            y = y.to(device, non_blocking=True)
+            with precision.autocast():
+                logits = model(x)
+            logits = logits.float()  # the loss and the scores in fp32, whatever computed them
             loss = loss_fn(logits, y)
             if step is not None:
-                step[0].zero_grad(set_to_none=True)
-                loss.backward()
-                step[0].step()
-                step[1].step()
+                step(loss)
             meter.add(loss, logits, y)
             if desc and i % 10 == 0:  # .item() waits for the GPU: not every batch
                 bar.set_postfix(loss=f"{loss.item():.4f}")

@@ -26,5 +26,5 @@ def r34_run(trained_r34: tuple[Path, Path], tmp_path_factory: pytest.TempPathFac
     net, card = load_run(run)
     path = tmp_path_factory.mktemp("onnx") / "r34.onnx"
     onnx.save(to_onnx(net, tile=R34_TILE), str(path))
-    append_card(path, dataclasses.replace(card, tile_size=R34_TILE))
+    append_card(path, dataclasses.replace(card, tile_size=R34_TILE, fixed_size=True))
     return run, path

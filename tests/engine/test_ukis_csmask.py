@@ -64,7 +64,7 @@ def test_make_card_refuses_another_model() -> None:
     meta = json.loads(packaged_model().with_suffix(".json").read_text())
     meta["data"]["dataset_statistics"]["band_names"] += ["swir16", "swir22"]
     with pytest.raises(ValueError, match="not ukis-csmask's 4-band model"):
-        make_card(meta)
+        make_card(meta, "l1c")
 
 
 def _scene(tmp_path: Path, size: int) -> tuple[Path, np.ndarray, np.ndarray]:

@@ -95,6 +95,7 @@ def test_export_writes_default_files_with_cards(exported):
         card = read(path)
         assert card.extra["export"]["variant"] == variant
         assert card.tile_size == 64 and card.training["random_init"] is True
+        assert card.fixed_size  # --tile 64 fixed the graph's size: the engine must not plan others
         assert f"{variant} -> {path}: passed in" in lines[variant == "fp16"]
     assert read(fp16).extra["export"]["agreement"]["share"] >= 0.995
 
