@@ -25,6 +25,8 @@ def one_line_errors(func: F) -> F:
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        # GDAL's own error records would reach the terminal before our one line says the same.
+        logging.getLogger("rasterio").setLevel(logging.CRITICAL)
         try:
             return func(*args, **kwargs)
         except CloudsegError as exc:

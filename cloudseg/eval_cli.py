@@ -81,12 +81,15 @@ SCENES_EPILOG = """\b
 Examples:
   cloudseg-eval scenes out/LC08_..._cloudmask.tif --truth demo/scenes/LC08_.../
   cloudseg-eval scenes masks/*_cloudmask.tif --truth ~/data/38-Cloud/38-Cloud_test --out scores/
+  cloudseg-eval scenes masks/LC08_L2SP_..._cloudmask.tif --truth qa
 
 \b
 Truth: the synthetic <id>_cloudmask_truth.TIF (0 clear, 1 cloud, 255 no data) or 38-Cloud's
 Entire_scene_gts/edited_corrected_gts_<id>.TIF (0/1 or 0/255, compared by shape). A truth FILE
 scores one mask; a FOLDER is searched for each mask's scene id (its name without
-_cloudmask.tif). Pixels that are no data (255) in the mask or the truth are not counted.
+_cloudmask.tif). "--truth qa" scores against the scene's own USGS quality band (QA_PIXEL or
+BQA cloud bit): the scene is the one the mask's <id>_summary.json names, or --scene. Pixels
+that are no data (255) in the mask or the truth are not counted; shadow (2) is not cloud.
 Writes scores.json and scores.csv (per scene, mean over scenes, pooled) into --out.
 """
 
@@ -96,16 +99,25 @@ Writes scores.json and scores.csv (per scene, mean over scenes, pooled) into --o
 @click.option(
     "--truth",
     required=True,
-    type=click.Path(path_type=Path),
-    help="Truth raster (one mask) or a folder searched for <id>_cloudmask_truth.TIF / "
-    "edited_corrected_gts_<id>.TIF.",
+    help="Truth raster (one mask), a folder searched for <id>_cloudmask_truth.TIF / "
+    "edited_corrected_gts_<id>.TIF, or 'qa': the scene's own USGS quality band.",
+)
+@click.option(
+    "--scene",
+    default=None,
+    help="With --truth qa: the scene of the (one) mask, when no summary beside it names it.",
 )
 @out_dir_option("default: the first mask's folder", what="Report folder")
 @click.option("--chunk-rows", type=int, default=512, show_default=True, help="Rows read per block.")
 @quiet_option
 @one_line_errors
 def scenes(
-    masks: tuple[Path, ...], truth: Path, out: Path | None, chunk_rows: int, quiet: bool
+    masks: tuple[Path, ...],
+    truth: str,
+    scene: str | None,
+    out: Path | None,
+    chunk_rows: int,
+    quiet: bool,
 ) -> None:
     """Score MASK files (<id>_cloudmask.tif: 0 clear, 1 cloud, 255 no data) against truth."""
     from tqdm import tqdm
@@ -114,6 +126,13 @@ def scenes(
 
     if chunk_rows < 1:
         raise click.BadParameter("must be >= 1", param_hint="--chunk-rows")
+    if scene is not None and truth != "qa":
+        raise click.BadParameter("--scene goes with --truth qa", param_hint="--scene")
     with tqdm(total=mask_rows(masks), unit="row", disable=progress_disabled(quiet)) as bar:
-        confusions = evaluate_masks(masks, truth, chunk_rows, progress=bar.update)
+        if truth == "qa":
+            from cloudseg.evaluate_qa import evaluate_against_qa
+
+            confusions = evaluate_against_qa(list(masks), scene, chunk_rows, bar.update)
+        else:
+            confusions = evaluate_masks(masks, Path(truth), chunk_rows, progress=bar.update)
     _write_and_print(confusions, out or Path(masks[0]).parent)

@@ -28,7 +28,8 @@ import rasterio
 from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
 from rasterio.windows import Window
 
-from cloudseg.engine.summary import NODATA
+from cloudseg.data.gdal_errors import describe
+from cloudseg.engine.summary import CLEAR, CLOUD, NODATA, SHADOW
 from cloudseg.errors import DataError, MissingFileError
 from cloudseg.metrics import SCORES, Confusion, per_scene_mean, pooled
 
@@ -36,6 +37,9 @@ from cloudseg.metrics import SCORES, Confusion, per_scene_mean, pooled
 MASK_SUFFIX = "_cloudmask.tif"
 TRUTH_SUFFIX = "_cloudmask_truth.tif"
 SCENE_GT_PREFIX = "edited_corrected_gts_"
+
+#: Values a mask may hold (shadow counts as not cloud when scored).
+MASK_VALUES = {CLEAR, CLOUD, SHADOW, NODATA}
 
 #: Rows read per block; 512 rows of a Landsat scene (~7700 px wide) is ~4 MB per raster.
 CHUNK_ROWS = 512
@@ -88,12 +92,18 @@ def _open(path: Path) -> rasterio.io.DatasetReader:
     try:
         ds = rasterio.open(path)
     except RasterioIOError as exc:
-        first = (str(exc).splitlines() or [type(exc).__name__])[0]
-        raise DataError(f"{path}: not a readable raster ({first})") from None
+        raise DataError(f"{path}: not a readable raster ({describe(exc)})") from None
     if ds.count != 1:
         ds.close()
         raise DataError(f"{path}: {ds.count} bands, expected a one-band mask")
     return ds
+
+
+def read_window(ds: rasterio.io.DatasetReader, path: Path, window: Window) -> np.ndarray:
+    try:
+        return ds.read(1, window=window)
+    except RasterioIOError as exc:
+        raise DataError(f"{path}: cannot read pixels: {describe(exc)}") from None
 
 
 def _row_blocks(height: int, width: int, chunk_rows: int) -> Iterator[Window]:
@@ -101,7 +111,7 @@ def _row_blocks(height: int, width: int, chunk_rows: int) -> Iterator[Window]:
         yield Window(0, row, width, min(chunk_rows, height - row))
 
 
-def _check_values(path: Path, block: np.ndarray, allowed: set[int], seen: set[int]) -> None:
+def check_values(path: Path, block: np.ndarray, allowed: set[int], seen: set[int]) -> None:
     """Collect the values of ``block`` into ``seen``; DataError if one is not ``allowed``."""
     values = set(np.flatnonzero(np.bincount(block.ravel(), minlength=256)).tolist())
     seen |= values
@@ -120,7 +130,8 @@ def score_mask(
     """Confusion counts of one mask against its truth, read ``chunk_rows`` rows at a time.
 
     Args:
-        mask: uint8 ``(H, W)`` raster, 0 clear, 1 cloud, 255 no data.
+        mask: uint8 ``(H, W)`` raster, 0 clear, 1 cloud, 2 cloud shadow (not cloud), 255 no
+            data.
         truth: ``(H, W)`` synthetic truth (0/1/255) or 38-Cloud scene gt (0/1 or 0/255).
         chunk_rows: rows per block read from each file.
         progress: called with the number of rows done after each block.
@@ -143,15 +154,15 @@ def score_mask(
             confusion = Confusion()
             truth_seen: set[int] = set()
             for window in _row_blocks(mds.height, mds.width, chunk_rows):
-                m, t = mds.read(1, window=window), tds.read(1, window=window)
-                _check_values(mask, m, {0, 1, NODATA}, set())
+                m, t = read_window(mds, mask, window), read_window(tds, truth, window)
+                check_values(mask, m, MASK_VALUES, set())
                 if gt_kind:
                     # Cloud is 1 or 255 depending on the copy; both are "non-zero", and a file
                     # mixing the two is refused once all its values are known (below).
-                    _check_values(truth, t, {0, 1, 255}, truth_seen)
+                    check_values(truth, t, {0, 1, 255}, truth_seen)
                     valid = m != NODATA
                 else:
-                    _check_values(truth, t, {0, 1, NODATA}, truth_seen)
+                    check_values(truth, t, {0, 1, NODATA}, truth_seen)
                     valid = (m != NODATA) & (t != NODATA)
                 confusion.add(m == 1, t != 0 if gt_kind else t == 1, valid)
                 if progress is not None:

@@ -17,6 +17,7 @@ import click
 from cloudseg.cli_options import one_line_errors
 from cloudseg.data import cloud38
 from cloudseg.data.landsat import LandsatScene, open_scene
+from cloudseg.data.landsat_files import check_pixels
 from cloudseg.errors import MissingFileError
 
 EPILOG = """\b
@@ -123,7 +124,13 @@ def main(path: Path | None, providers: bool, list_models: bool, as_json: bool) -
     if list_models:
         info["models"] = models_info()
     if path is not None:
-        info |= dataset_info(path) if _is_dataset(path) else scene_info(open_scene(path))
+        if _is_dataset(path):
+            info |= dataset_info(path)
+        else:
+            scene = open_scene(path)
+            for file in dict.fromkeys([*scene.band_files, *filter(None, [scene.qa_file])]):
+                check_pixels(file)  # a truncated band fails here, not hours into a run
+            info |= scene_info(scene)
     if as_json:
         click.echo(json.dumps(info, indent=2))
         return

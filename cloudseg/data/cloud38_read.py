@@ -26,6 +26,7 @@ from cloudseg.data.cloud38 import (
     parse_patch_name,
     scene_gt_path,
 )
+from cloudseg.data.gdal_errors import describe
 from cloudseg.errors import DataError, MissingFileError
 
 
@@ -36,8 +37,8 @@ def _describe(count: int, dtype: str, shape: tuple[int, int] | None) -> str:
 
 def _rasterio_reason(path: Path, exc: RasterioIOError) -> str:
     # GDAL's message repeats the path the caller already names; keep one line, without it.
-    first = (str(exc).splitlines() or [type(exc).__name__])[0]
-    return first.replace(f"'{path}'", "").replace(str(path), "").strip(" :.") or type(exc).__name__
+    why = describe(exc)
+    return why.replace(f"'{path}'", "").replace(str(path), "").strip(" :.") or type(exc).__name__
 
 
 def _read_single_band(path: Path, dtype: str, shape: tuple[int, int] | None) -> np.ndarray:

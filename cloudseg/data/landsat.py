@@ -28,6 +28,7 @@ from rasterio.windows import Window
 from cloudseg.bands import BANDS, LANDSAT8_BAND, reorder, valid_pixels
 from cloudseg.data import landsat_files as files
 from cloudseg.data import qa as qa_bits
+from cloudseg.data.gdal_errors import describe
 from cloudseg.data.mtl import Mtl, read_mtl, surface_reflectance, toa_reflectance
 from cloudseg.errors import SceneError
 from cloudseg.scene import clip_window, paste
@@ -193,7 +194,7 @@ class LandsatReader:
             try:
                 data = self._datasets[path].read(indexes, out_shape=(len(indexes), *shape))
             except RasterioIOError as exc:
-                raise SceneError(f"{path}: cannot read pixels ({files.first_line(exc)})") from None
+                raise SceneError(f"{path}: cannot read pixels: {describe(exc)}") from None
             out[part] = data
         return out
 
@@ -216,7 +217,7 @@ class LandsatReader:
         try:
             return ds.read(indexes, window=window, out=out)
         except RasterioIOError as exc:
-            raise SceneError(f"{path}: cannot read pixels ({files.first_line(exc)})") from None
+            raise SceneError(f"{path}: cannot read pixels: {describe(exc)}") from None
 
     def valid(self, window: Window, boundless: bool = False) -> np.ndarray:
         """``(h, w)`` bool validity of a window: any band non-zero. Reads the window's pixels."""

@@ -17,8 +17,10 @@ from affine import Affine
 from rasterio.crs import CRS
 from rasterio.errors import RasterioIOError
 from rasterio.io import DatasetReader
+from rasterio.windows import Window
 
 from cloudseg.bands import BANDS, LANDSAT8_BAND
+from cloudseg.data.gdal_errors import describe
 from cloudseg.errors import MissingBandError, SceneError
 
 #: Product id ``LC08_L1TP_044034_20160612_20170324_01_T1``: sensor and mission (LC08/LC09, or
@@ -56,12 +58,29 @@ def open_raster(path: str | Path) -> DatasetReader:
     try:
         return rasterio.open(path, driver=DRIVER)
     except RasterioIOError as exc:
-        raise SceneError(f"{path} is not a readable GeoTIFF: {first_line(exc)}") from None
+        raise SceneError(f"{path} is not a readable GeoTIFF: {describe(exc)}") from None
 
 
-def first_line(exc: BaseException) -> str:
-    """The first line of an exception's text (GDAL's messages can run to several)."""
-    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+def check_pixels(path: str | Path) -> None:
+    """Read the last block of ``path`` (where a truncated file breaks first) and its first.
+
+    Headers can be whole while the pixels are cut short; this finds that in two block reads.
+
+    Raises:
+        SceneError: the file is truncated or corrupt (GDAL's reason in the message).
+    """
+    with open_raster(path) as ds:
+        rows, cols = ds.block_shapes[0]
+        last = Window(
+            (ds.width - 1) // cols * cols, (ds.height - 1) // rows * rows,
+            min(cols, ds.width - (ds.width - 1) // cols * cols),
+            min(rows, ds.height - (ds.height - 1) // rows * rows),
+        )  # fmt: skip
+        try:
+            for window in (last, Window(0, 0, min(cols, ds.width), min(rows, ds.height))):
+                ds.read(1, window=window)
+        except RasterioIOError as exc:
+            raise SceneError(f"{path}: cannot read pixels: {describe(exc)}") from None
 
 
 @dataclass(frozen=True)

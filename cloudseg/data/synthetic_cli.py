@@ -18,6 +18,7 @@ from cloudseg.cli_options import (
 from cloudseg.data.cloud38 import PATCH_SIZE
 from cloudseg.data.synthetic import make_scene, random_spec
 from cloudseg.data.synthetic_dataset import write_38cloud_dataset
+from cloudseg.data.synthetic_level2 import level2_product_id, write_level2_folder
 from cloudseg.data.synthetic_write import write_scene_folder
 
 _out_dir = click.argument("out_dir", type=click.Path(file_okay=False, path_type=Path))
@@ -49,17 +50,33 @@ def main() -> None:
     default=None,
     help="Share of valid pixels that are cloud (default: drawn from the seed).",
 )
+@click.option(
+    "--level",
+    type=click.Choice(["1", "2"]),
+    default="1",
+    show_default=True,
+    help="1: a Collection 1 Level-1 folder (DN); 2: a Collection 2 Level-2 folder (surface "
+    "reflectance, QA_PIXEL, MTL text and JSON).",
+)
 @seed_option
 @overwrite_option
 @quiet_option
 @one_line_errors
 def scene(
-    out_dir: Path, size: int, cloud_fraction: float | None, seed: int, overwrite: bool, quiet: bool
+    out_dir: Path,
+    size: int,
+    cloud_fraction: float | None,
+    level: str,
+    seed: int,
+    overwrite: bool,
+    quiet: bool,
 ) -> None:
-    """Write one Collection 1 Level-1 scene folder: OUT_DIR itself.
+    """Write one scene folder: OUT_DIR itself (Collection 1 Level-1, or with --level 2 the
+    Collection 2 Level-2 layout).
 
-    OUT_DIR gets <id>_B2.TIF ... <id>_B5.TIF, <id>_MTL.txt and <id>_cloudmask_truth.TIF
-    (0 clear, 1 cloud, 255 no data), where <id> is a product id derived from the seed.
+    OUT_DIR gets <id>_B2.TIF ... <id>_B5.TIF (Level-2: <id>_SR_B2.TIF ... and
+    <id>_QA_PIXEL.TIF), <id>_MTL.txt and <id>_cloudmask_truth.TIF (0 clear, 1 cloud, 255 no
+    data), where <id> is a product id derived from the seed.
 
     \b
     Example:
@@ -70,10 +87,12 @@ def scene(
     with tqdm(total=2, desc="scene", unit="step", disable=progress_disabled(quiet)) as bar:
         synthetic = make_scene(spec)
         bar.update()
-        paths = write_scene_folder(synthetic, out_dir, overwrite=overwrite)
+        write = write_level2_folder if level == "2" else write_scene_folder
+        paths = write(synthetic, out_dir, overwrite=overwrite)
         bar.update()
+    product = level2_product_id(synthetic) if level == "2" else spec.product_id
     click.echo(
-        f"wrote {out_dir}: {spec.product_id}, {size} x {size} px, "
+        f"wrote {out_dir}: {product}, {size} x {size} px, "
         f"cloud cover {synthetic.cloud_cover:.1f} % of valid pixels"
     )
     for path in paths.values():

@@ -27,8 +27,9 @@ Examples:
   cloudseg-run SCENE --provider tensorrt --fp16 --device 1
   cloudseg-run demo/scene --provider torch --model ~/.cache/cloudseg/runs/r18-20261126-101500
 
-Writes <id>_cloudmask.tif (0 clear, 1 cloud, 255 no data), <id>_preview.png and
-<id>_summary.json per scene (and <id>_cloudprob.tif with --probabilities).
+Writes <id>_cloudmask.tif (a COG: 0 clear, 1 cloud, 2 shadow with --shadow, 255 no data),
+<id>_preview.png and <id>_summary.json per scene (and <id>_cloudprob.tif with --probabilities,
+<id>_clouds.gpkg with --vector).
 """
 
 #: Keys of each scene's summary echoed on stdout, one JSON line per scene.
@@ -99,6 +100,18 @@ ECHOED = (
     is_flag=True,
     help="Write cloud shadow as mask code 2 (models with a shadow class, e.g. ukis-l2a).",
 )
+@click.option(
+    "--dilate",
+    type=click.IntRange(0),
+    default=0,
+    show_default=True,
+    help="Cloud buffer: grow cloud by N pixels (a square window, as Fmask's --dcloud).",
+)
+@click.option(
+    "--vector",
+    is_flag=True,
+    help="Also write <id>_clouds.gpkg: cloud (and shadow) polygons in the scene's CRS.",
+)
 @precision_option(
     "Inference precision for openvino and torch: auto is bf16 where the CPU (AMX, "
     "AVX512-BF16) or GPU runs it natively, else f32 (fp16 on older GPUs for torch)."
@@ -137,6 +150,8 @@ def main(
     threshold: float | None,
     probabilities: bool,
     shadow: bool,
+    dilate: int,
+    vector: bool,
     precision: str,
     fp16: bool,
     trt_cache: Path | None,
@@ -168,6 +183,8 @@ def main(
         threshold=threshold,
         probabilities=probabilities,
         shadow=shadow,
+        dilate=dilate,
+        vector=vector,
         overwrite=overwrite,
         readers=readers,
         preview_size=preview_size,

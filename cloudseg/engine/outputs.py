@@ -1,30 +1,28 @@
 """The files one scene leaves behind, written as rows stream out of the blender.
 
-``<id>_cloudmask.tif``: uint8, 0 clear, 1 cloud, 255 no data (the nodata tag), the input's CRS,
-transform and size; tiled 256 x 256, DEFLATE without predictor (measured on a synthetic mask and
-probability map: predictor 2 made both files 14-16 % larger), BIGTIFF if safer, internal
-overviews (nearest) and scene statistics as GeoTIFF tags. ``<id>_cloudprob.tif`` (optional):
-uint8 cloud probability in percent (0-100, 255 no data, band scale 0.01), as Sen2Cor's
-``MSK_CLDPRB``: a quarter of float32's size, exact for every whole-percent threshold, overviews
-averaged (GDAL skips nodata). ``<id>_preview.png`` and ``<id>_summary.json``.
+``<id>_cloudmask.tif``: uint8, 0 clear, 1 cloud, 2 cloud shadow (with ``--shadow``), 255 no data
+(the nodata tag), the input's CRS, transform and size; a Cloud Optimized GeoTIFF (tiled
+256 x 256, DEFLATE without predictor: measured on a synthetic mask and probability map, predictor
+2 made both files 14-16 % larger; overviews by nearest), scene statistics as GeoTIFF tags.
+``<id>_cloudprob.tif`` (optional): uint8 cloud probability in percent (0-100, 255 no data, band
+scale 0.01), as Sen2Cor's ``MSK_CLDPRB``: a quarter of float32's size, exact for every
+whole-percent threshold, overviews averaged (GDAL skips nodata), also a COG. ``<id>_clouds.gpkg``
+(optional): cloud and shadow polygons (:mod:`cloudseg.engine.vector`). ``<id>_preview.png`` and
+``<id>_summary.json``.
 
-Every file is written under a hidden temporary name beside its final one and renamed only when
-the scene completes (:func:`cloudseg.atomic.atomic_path`); on any exception the temporaries go
-and existing outputs stay. Rows are buffered to one tile row (256 x W) so each compressed tile is
-written once, whole: memory grows with scene width, not height.
-
-COG: by default the result is a tiled GeoTIFF with internal overviews, readable like a COG but
-not one (GDAL appends overviews after the full-resolution tiles; a COG needs them, and every IFD,
-first). ``cog=True`` rewrites each finished temporary once with GDAL's COG driver, reusing the
-overviews; GDAL then reports ``LAYOUT=COG``. The COG driver drops the ``rio_overview`` domain, so
-the resampling is also kept as the ``OVERVIEW_RESAMPLING`` tag.
+Rows are buffered to one tile row (256 x W) so each compressed tile is written once, whole, into
+a tiled GeoTIFF: memory grows with scene width, not height. When the scene is done the writer
+draws the cloud buffer if asked (:mod:`cloudseg.engine.dilate`, a band of rows at a time), builds
+overviews and tags and rewrites each GeoTIFF as a COG (:mod:`cloudseg.engine.cog`), polygonizes
+if asked, and draws the preview. Every file is written under a hidden temporary name beside its
+final one and renamed only when the scene completes (:func:`cloudseg.atomic.atomic_path`); on
+any exception the temporaries go and existing outputs stay.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
-import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -33,7 +31,6 @@ from typing import Any
 
 import numpy as np
 import rasterio
-import rasterio.shutil
 from rasterio.enums import Resampling
 from rasterio.io import DatasetWriter
 from rasterio.windows import Window
@@ -41,24 +38,19 @@ from rasterio.windows import Window
 from cloudseg import __version__
 from cloudseg.atomic import atomic_path, check_writable
 from cloudseg.data import qa as qa_flags
+from cloudseg.engine import vector
+from cloudseg.engine.cog import BLOCK, finish_geotiff
+from cloudseg.engine.dilate import dilate_file
 from cloudseg.engine.preview import PREVIEW_MAX_SIDE, PreviewBuffer, preview_scale_for
 from cloudseg.engine.summary import CLOUD, NODATA, SHADOW, SceneStats
 from cloudseg.metrics import Confusion
 
 __all__ = ["OutputPaths", "SceneWriter"]
 
-BLOCK = 256
 #: Probability file values per unit probability (percent).
 PROB_SCALE = 100
 #: Overview resampling per output: categories must not be averaged into new values.
 RESAMPLING = {"mask": Resampling.nearest, "prob": Resampling.average}
-#: GDAL COG driver options; ``AUTO`` reuses the overviews already built with the right resampling.
-COG_OPTIONS = {
-    "compress": "DEFLATE",
-    "blocksize": BLOCK,
-    "bigtiff": "IF_SAFER",
-    "overviews": "AUTO",
-}
 #: Profile keys that describe the source's pixels, not its grid; never carried to a mask.
 _SOURCE_ONLY = ("photometric", "predictor", "interleave", "jpeg_quality", "zlevel")
 
@@ -69,6 +61,7 @@ class OutputPaths:
 
     mask: Path
     prob: Path
+    vector: Path
     preview: Path
     summary: Path
 
@@ -79,19 +72,20 @@ class OutputPaths:
         return cls(
             mask=base / f"{scene_id}_cloudmask.tif",
             prob=base / f"{scene_id}_cloudprob.tif",
+            vector=base / f"{scene_id}_clouds.gpkg",
             preview=base / f"{scene_id}_preview.png",
             summary=base / f"{scene_id}_summary.json",
         )
 
-    def files(self, probabilities: bool) -> tuple[Path, ...]:
-        """The paths a run writes: the probability file only when asked for."""
-        extra = (self.prob,) if probabilities else ()
+    def files(self, probabilities: bool, polygons: bool = False) -> tuple[Path, ...]:
+        """The paths a run writes: probabilities and polygons only when asked for."""
+        extra = ((self.prob,) if probabilities else ()) + ((self.vector,) if polygons else ())
         return (self.mask, *extra, self.preview, self.summary)
 
-    def check(self, overwrite: bool, probabilities: bool) -> None:
+    def check(self, overwrite: bool, probabilities: bool, polygons: bool = False) -> None:
         """Raise :class:`~cloudseg.errors.OutputExistsError` (naming ``--overwrite``) if any
         output exists and ``overwrite`` is false. Call before any work; touches nothing."""
-        for path in self.files(probabilities):
+        for path in self.files(probabilities, polygons):
             check_writable(path, overwrite)
 
 
@@ -101,14 +95,6 @@ def output_profile(profile: Mapping[str, Any]) -> dict[str, Any]:
     out.update(driver="GTiff", dtype="uint8", count=1, nodata=NODATA, compress="deflate")
     out.update(tiled=True, blockxsize=BLOCK, blockysize=BLOCK, bigtiff="IF_SAFER")
     return out
-
-
-def overview_factors(width: int, height: int, block: int = BLOCK) -> list[int]:
-    """Factors 2, 4, 8, ... until the smallest overview fits in one ``block``-pixel tile."""
-    factors, side = [], max(width, height)
-    while math.ceil(side / (factors[-1] if factors else 1)) > block:
-        factors.append(2 * factors[-1] if factors else 2)
-    return factors
 
 
 def _tag_value(value: object) -> str:
@@ -130,7 +116,8 @@ class SceneWriter:
             giving a preview of at most ``preview_size`` px a side.
         preview_size: longest side of an automatic preview (default 1,024 px).
         overwrite: replace existing outputs; otherwise any existing one is refused on entry.
-        cog: rewrite the GeoTIFFs with GDAL's COG driver when finished (one extra copy).
+        dilate: grow cloud by this many pixels before the mask is finished (0: none).
+        polygons: also write ``<id>_clouds.gpkg``.
     """
 
     def __init__(
@@ -142,10 +129,12 @@ class SceneWriter:
         preview_size: int = PREVIEW_MAX_SIDE,
         *,
         overwrite: bool = False,
-        cog: bool = False,
+        dilate: int = 0,
+        polygons: bool = False,
     ) -> None:
         self.paths, self.probabilities = paths, probabilities
-        self.overwrite, self.cog = overwrite, cog
+        self.overwrite, self.dilate, self.polygons = overwrite, dilate, polygons
+        self.polygon_counts: dict[str, int] | None = None
         self.profile = output_profile(profile)
         self.width, self.height = int(self.profile["width"]), int(self.profile["height"])
         scale = preview_scale or preview_scale_for(self.height, self.width, preview_size)
@@ -164,9 +153,9 @@ class SceneWriter:
         self._stack: contextlib.ExitStack | None = None
 
     def __enter__(self) -> SceneWriter:
-        self.paths.check(self.overwrite, self.probabilities)
+        self.paths.check(self.overwrite, self.probabilities, self.polygons)
         with contextlib.ExitStack() as stack:
-            for kind in (*self._kinds, "preview"):
+            for kind in (*self._kinds, "preview", *(("vector",) if self.polygons else ())):
                 final = getattr(self.paths, kind)
                 self._tmp[kind] = stack.enter_context(atomic_path(final, self.overwrite))
             for kind in self._kinds:
@@ -255,7 +244,8 @@ class SceneWriter:
         self._held = 0
 
     def finish(self, tags: Mapping[str, object] | None = None) -> SceneStats:
-        """Close the GeoTIFFs (overviews, tags) and draw the preview, still under temp names.
+        """Finish the files under their temporary names: the cloud buffer, overviews, tags and
+        the COG rewrite, the polygons and the preview.
 
         Args:
             tags: extra GeoTIFF tags (``MODEL``, ``MODEL_VERSION``, ...); non-strings as JSON.
@@ -267,32 +257,44 @@ class SceneWriter:
             return self.stats
         if self._stack is None or self._next_row != self.height:
             raise RuntimeError(f"scene incomplete: {self._next_row} of {self.height} rows written")
+        for ds in self._datasets.values():
+            ds.close()
+        cloud, shadow = self._cloud, self._shadow
+        if self.dilate:
+            cloud, buffered_shadow = self._buffer_clouds()
+            shadow = None if shadow is None else buffered_shadow
         stats = SceneStats(
-            self.width, self.height, self._valid, self._cloud, self._threshold, self._shadow,
+            self.width, self.height, self._valid, cloud, self._threshold, shadow,
             self.qa_confusion,
         )  # fmt: skip
         common = {k.upper(): _tag_value(v) for k, v in (tags or {}).items()}
         common |= stats.tags() | {"SOFTWARE": f"cloudseg {__version__}"}
-        factors = overview_factors(self.width, self.height)
-        for kind, ds in self._datasets.items():
-            resampling = RESAMPLING[kind]
-            if factors:
-                ds.build_overviews(factors, resampling)
-            ds.update_tags(ns="rio_overview", resampling=resampling.name)
-            ds.update_tags(**common, OVERVIEW_RESAMPLING=resampling.name.upper())
-            if kind == "mask":
-                shadow = ", 2 cloud shadow" if self._shadow is not None else ""
-                ds.set_band_description(1, f"cloud mask: 0 clear, 1 cloud{shadow}, 255 no data")
-            else:
-                ds.set_band_description(1, "cloud probability (%), 255 no data")
-                ds.scales = (1.0 / PROB_SCALE,)
-            ds.close()
-        if self.cog:
-            for kind in self._kinds:
-                _rewrite_as_cog(self._tmp[kind], RESAMPLING[kind])
+        if self.dilate:
+            common["CLOUD_BUFFER_PIXELS"] = str(self.dilate)
+        shadow = ", 2 cloud shadow" if self._shadow is not None else ""
+        finish_geotiff(self._tmp["mask"], RESAMPLING["mask"], common,
+                       f"cloud mask: 0 clear, 1 cloud{shadow}, 255 no data")  # fmt: skip
+        if self.probabilities:
+            finish_geotiff(self._tmp["prob"], RESAMPLING["prob"], common,
+                           "cloud probability (%), 255 no data", 1.0 / PROB_SCALE)  # fmt: skip
+        if self.polygons:
+            self.polygon_counts = vector.write_polygons(self._tmp["mask"], self._tmp["vector"])
         self.preview.render().save(self._tmp["preview"], format="PNG")
         self.stats = stats
         return stats
+
+    def _buffer_clouds(self) -> tuple[int, int]:
+        """Grow cloud by :attr:`dilate` pixels in the finished mask; the new cloud and shadow
+        counts."""
+        src = self._tmp["mask"]
+        grown = src.with_name(src.name + ".buffered")
+        try:
+            # The preview's mask rows are replaced by the buffered ones (bands stay).
+            count = dilate_file(src, grown, self.dilate, self.preview.add)
+            os.replace(grown, src)
+        finally:
+            grown.unlink(missing_ok=True)
+        return count
 
     def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
         stack = self._stack
@@ -310,14 +312,3 @@ class SceneWriter:
             stack.close()  # renames every temporary to its final name
         else:
             stack.__exit__(exc_type, exc, tb)  # closes datasets, removes temporaries
-
-
-def _rewrite_as_cog(path: Path, resampling: Resampling) -> None:
-    """Replace the GeoTIFF at ``path`` by a COG copy of it (existing overviews reused)."""
-    cog = path.with_name(path.name + ".cog")
-    try:
-        resampling_name = resampling.name.upper()
-        rasterio.shutil.copy(path, cog, driver="COG", resampling=resampling_name, **COG_OPTIONS)
-        os.replace(cog, path)
-    finally:
-        cog.unlink(missing_ok=True)

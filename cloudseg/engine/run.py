@@ -61,6 +61,8 @@ class RunConfig:
     threshold: float | None = None  # default: the card's
     probabilities: bool = False
     shadow: bool = False
+    dilate: int = 0  # cloud buffer, pixels
+    vector: bool = False  # also write <id>_clouds.gpkg
     overwrite: bool = False
     readers: int = 2
     lookahead: int = 16
@@ -117,7 +119,7 @@ def _run(specs: list[str | Path], config: RunConfig) -> list[dict[str, Any]]:
     for scene in scenes:
         check_value_kind(card, scene)  # before any work, with the user's words
         paths = OutputPaths.for_scene(out_dir_for(scene, config), scene.scene_id)
-        paths.check(config.overwrite, config.probabilities)
+        paths.check(config.overwrite, config.probabilities, config.vector)
         jobs.append((scene, paths))
     choice = choose(config.provider, config.model, config.device)
     plan = None
@@ -168,6 +170,8 @@ def _one(
         config.probabilities,
         preview_size=config.preview_size,
         overwrite=config.overwrite,
+        dilate=config.dilate,
+        polygons=config.vector,
     ) as writer:
         stats = run_scene(job, backend, writer, threshold, progress=bar.update)
         written = writer.finish({"MODEL": backend.card.name, "PROVIDER": backend.providers[0]})
@@ -200,7 +204,9 @@ def _one(
         "backend": backend.describe(),
         "model": str(config.model),
         "card": backend.card.to_dict(),
-        "outputs": [str(p) for p in paths.files(config.probabilities)],
+        "cloud_buffer_pixels": config.dilate,
+        **({"polygons": writer.polygon_counts} if config.vector else {}),
+        "outputs": [str(p) for p in paths.files(config.probabilities, config.vector)],
         "cpu_count": os.cpu_count(),
     }
     write_summary(paths.summary, summary, overwrite=config.overwrite)

@@ -87,7 +87,7 @@ def test_mask_keeps_grid_and_format(scene, written):
         assert ds.block_shapes == [(BLOCK, BLOCK)]
         assert ds.compression.name == "deflate"
         assert ds.overviews(1) == [2, 4]  # 700 -> 350 -> 175 px: the last fits in one tile
-        assert ds.tags(ns="rio_overview") == {"resampling": "nearest"}
+        assert ds.tags()["OVERVIEW_RESAMPLING"] == "NEAREST"  # the COG driver drops rio_overview
         mask = ds.read(1)
         tags = ds.tags()
     expected = _expected_mask(scene)
@@ -114,7 +114,7 @@ def test_probability_file_in_percent(scene, written):
     with rasterio.open(writer.paths.prob) as ds:
         assert ds.dtypes == ("uint8",) and ds.nodata == 255 and ds.scales == (0.01,)
         assert ds.overviews(1) == [2, 4]
-        assert ds.tags(ns="rio_overview") == {"resampling": "average"}
+        assert ds.tags()["OVERVIEW_RESAMPLING"] == "AVERAGE"
         assert ds.tags()["CLOUD_COVER"] == rasterio.open(writer.paths.mask).tags()["CLOUD_COVER"]
         values = ds.read(1)
     np.testing.assert_array_equal(values == 255, ~valid)
@@ -205,9 +205,13 @@ def test_rows_must_arrive_in_order_with_one_threshold(scene, tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
-def test_cog_output_opens_with_overviews_and_tags(scene, tmp_path):
-    writer = _write(tmp_path, scene, probabilities=True, cog=True)
+def test_outputs_are_valid_cogs_with_overviews_and_tags(scene, tmp_path):
+    """The mask and probabilities pass rio-cogeo's COG validator (GDAL's rules: tiled, IFDs and
+    overviews before the image data) with neither errors nor warnings."""
+    cog_validate = pytest.importorskip("rio_cogeo.cogeo").cog_validate
+    writer = _write(tmp_path, scene, probabilities=True)
     for path in (writer.paths.mask, writer.paths.prob):
+        assert cog_validate(str(path), quiet=True) == (True, [], [])
         with rasterio.open(path) as ds:
             assert ds.tags(ns="IMAGE_STRUCTURE")["LAYOUT"] == "COG"
             assert ds.overviews(1) == [2, 4] and ds.block_shapes == [(BLOCK, BLOCK)]
