@@ -112,14 +112,20 @@ def _version(module: str) -> str | None:
         return None
 
 
+#: What a result depends on: a run with uncommitted edits here is not a record of the code.
+CODE_PATHS = ("benchmarks", "cloudseg")
+
+
 def _git_commit() -> str | None:
+    """The commit the scripts ran at, ``+dirty`` if code (not docs) had uncommitted edits."""
     try:
         out = subprocess.run(
             ["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"],
             capture_output=True, text=True, check=True,
         )  # fmt: skip
         dirty = subprocess.run(
-            ["git", "-C", str(REPO), "status", "--porcelain", "--untracked-files=no"],
+            ["git", "-C", str(REPO), "status", "--porcelain", "--untracked-files=no", "--",
+             *CODE_PATHS],
             capture_output=True, text=True, check=True,
         ).stdout.strip()  # fmt: skip
         return out.stdout.strip() + ("+dirty" if dirty else "")
@@ -173,20 +179,38 @@ def command_line() -> str:
     return shlex.join(["python", str(script), *sys.argv[1:]])
 
 
-def write_results(name: str, results: dict[str, Any], tables: str, out_dir: Path) -> Path:
-    """Write ``<name>.json`` (results + machine + command) and ``<name>.md`` (the tables,
-    headed by the command and machine); returns the JSON path."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    facts = machine()
-    doc = {"benchmark": name, "command": command_line(), "machine": facts, **results}
-    json_path = out_dir / f"{name}.json"
-    json_path.write_text(json.dumps(doc, indent=2, default=str) + "\n")
+def markdown(doc: dict[str, Any], render: Callable[[dict[str, Any]], str]) -> str:
+    """``<name>.md`` of a result: a line naming the command, time, commit and machine, then the
+    tables ``render`` draws from the JSON document alone (so the two cannot disagree)."""
+    facts = doc["machine"]
     head = (
         f"`{doc['command']}` — {facts['date']}, commit {facts['commit']}, "
         f"{facts['cpu']} ({facts['cores']} cores, {', '.join(facts['cpu_flags'])}), "
         f"GPU: {facts['gpu'] or 'none'}, load average {facts['load_average'][0]}\n\n"
     )
-    (out_dir / f"{name}.md").write_text(head + tables.rstrip() + "\n")
+    return head + render(doc).rstrip() + "\n"
+
+
+def write_results(
+    name: str,
+    results: dict[str, Any],
+    render: Callable[[dict[str, Any]], str],
+    out_dir: Path,
+) -> Path:
+    """Write ``<name>.json`` (results + machine + command + script) and ``<name>.md``
+    (:func:`markdown`); returns the JSON path."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    doc = {
+        "benchmark": name,
+        "script": Path(sys.argv[0]).stem,
+        "command": command_line(),
+        "machine": machine(),
+        **results,
+    }
+    doc = json.loads(json.dumps(doc, default=str))  # what the file holds, for render
+    json_path = out_dir / f"{name}.json"
+    json_path.write_text(json.dumps(doc, indent=2) + "\n")
+    (out_dir / f"{name}.md").write_text(markdown(doc, render))
     return json_path
 
 

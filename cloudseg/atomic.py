@@ -25,7 +25,38 @@ def check_writable(path: Path, overwrite: bool) -> None:
 def _temporary_sibling(path: Path) -> Path:
     # Same folder, so the final rename never crosses a file system; hidden, so a reader
     # globbing the folder never picks up a half-written file.
-    return path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.part")
+    return path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}{PART_SUFFIX}")
+
+
+#: What every temporary ends with: ``.<final name>.<8 hex>.part``.
+PART_SUFFIX = ".part"
+
+
+def remove_stale(path: str | os.PathLike[str]) -> list[Path]:
+    """Remove temporaries of ``path`` that a killed run left behind (``.<name>.<hex>.part``).
+
+    Call it only where this process is about to write ``path`` itself: another live writer of
+    the same output would lose its temporary.
+
+    Returns:
+        The temporaries removed.
+    """
+    final = Path(path)
+    if not final.parent.is_dir():
+        return []
+    removed = []
+    for stale in final.parent.glob(f".{glob_escape(final.name)}.*{PART_SUFFIX}"):
+        if stale.is_dir():
+            shutil.rmtree(stale, ignore_errors=True)
+        else:
+            stale.unlink(missing_ok=True)
+        removed.append(stale)
+    return removed
+
+
+def glob_escape(name: str) -> str:
+    """``name`` with glob's special characters bracketed, for a literal match."""
+    return "".join(f"[{c}]" if c in "*?[" else c for c in name)
 
 
 @contextlib.contextmanager

@@ -38,6 +38,6 @@ class ProviderError(CloudsegError, RuntimeError):
 class OutputExistsError(CloudsegError, FileExistsError):
     """An output is already on disk and ``--overwrite`` was not given."""
 
-    def __init__(self, path: object) -> None:
-        super().__init__(f"{path} exists; pass --overwrite to replace it")
+    def __init__(self, path: object, why: str = "; pass --overwrite to replace it") -> None:
+        super().__init__(f"{path} exists{why}")
         self.path = path

@@ -94,7 +94,8 @@ class LandsatScene:
             return LEVEL_WORDS["stack"]
         collection = {None: "", 0: " pre-collection", 1: " Collection 1", 2: " Collection 2"}
         words = collection.get(self.collection, f" Collection {self.collection}")
-        return f"a {files.mission_of(self.scene_id)}{words} {LEVEL_WORDS[self.kind]} product"
+        product_id = (self.mtl.scene_id if self.mtl else None) or self.scene_id
+        return f"a {files.mission_of(product_id)}{words} {LEVEL_WORDS[self.kind]} product"
 
     @property
     def value_kinds(self) -> tuple[str, ...]:

@@ -20,6 +20,7 @@ from rasterio.io import DatasetReader
 from rasterio.windows import Window
 
 from cloudseg.bands import BANDS, LANDSAT8_BAND
+from cloudseg.data import remote
 from cloudseg.data.gdal_errors import describe
 from cloudseg.errors import MissingBandError, SceneError
 
@@ -54,7 +55,13 @@ def band_label(band: str) -> str:
 
 
 def open_raster(path: str | Path) -> DatasetReader:
-    """Open one GeoTIFF of a scene; a file GDAL cannot read is a one-line :class:`SceneError`."""
+    """Open one GeoTIFF of a scene; a file GDAL cannot read is a one-line :class:`SceneError`.
+
+    A remote file (``/vsicurl/``, ``/vsis3/``) is retried while the network fails
+    (:func:`cloudseg.data.remote.with_retries`); the message names its URL.
+    """
+    if str(path).startswith("/vsi"):
+        return remote.open_with_retries(str(path), lambda: rasterio.open(path, driver=DRIVER))
     try:
         return rasterio.open(path, driver=DRIVER)
     except RasterioIOError as exc:

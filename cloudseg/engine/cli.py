@@ -24,6 +24,9 @@ EPILOG = """\b
 Examples:
   cloudseg-run LC08_L1TP_044034_20160612_20170324_01_T1/          # provider auto
   cloudseg-run scene_a/ scene_b/ stack.tif --model models/cloudseg-r34.onnx --out masks/
+  cloudseg-run https://example.org/stac/LC08_L2SP_..._02_T1.json --model ukis-l2a --shadow
+  cloudseg-run @scenes.txt --out masks/ --skip-existing --keep-going
+  cloudseg-run @scenes.txt --out s3-masks/ --ray auto --threads 2
   cloudseg-run SCENE --provider tensorrt --fp16 --device 1
   cloudseg-run demo/scene --provider torch --model ~/.cache/cloudseg/runs/r18-20261126-101500
 
@@ -40,9 +43,9 @@ ECHOED = (
 
 
 @click.command(epilog=EPILOG)
-# Not click.Path(exists=True): a 38-Cloud scene is named "<split folder>::<scene id>", and the
-# scene readers already answer a missing path with one line.
-@click.argument("scenes", nargs=-1, required=True, type=click.Path(path_type=Path))
+# Plain strings: a scene may be a URL, a 38-Cloud "<split folder>::<scene id>" or a @manifest,
+# and the scene readers already answer a missing path with one line.
+@click.argument("scenes", nargs=-1, required=True)
 @click.option(
     "--model",
     default=None,
@@ -135,11 +138,40 @@ ECHOED = (
     show_default=True,
     help="Longest side of <id>_preview.png, in pixels.",
 )
+@click.option(
+    "--skip-existing",
+    is_flag=True,
+    help="Skip a scene whose outputs are all there and whose summary names the same model and "
+    "options.",
+)
+@click.option(
+    "--keep-going", is_flag=True, help="Report a failed scene and go on (exit 1 at the end)."
+)
+@click.option(
+    "--sequential",
+    is_flag=True,
+    help="One scene after another (default: the next scene is opened and read while the "
+    "current one infers, and finished files are written while the next infers).",
+)
+@click.option(
+    "--ray",
+    default=None,
+    metavar="auto|ADDRESS",
+    help="Scale out on Ray: a pool of actors, one per GPU or one per --threads cores, each "
+    "with one session (the [ray] extra).",
+)
+@click.option(
+    "--retries",
+    type=click.IntRange(0),
+    default=1,
+    show_default=True,
+    help="With --ray: how many more times a scene whose worker died is tried on another.",
+)
 @overwrite_option
 @quiet_option
 @one_line_errors
 def main(
-    scenes: tuple[Path, ...],
+    scenes: tuple[str, ...],
     model: str | None,
     provider: str,
     out: Path | None,
@@ -159,11 +191,17 @@ def main(
     threads: int | None,
     readers: int,
     preview_size: int,
+    skip_existing: bool,
+    keep_going: bool,
+    sequential: bool,
+    ray: str | None,
+    retries: int,
     overwrite: bool,
     quiet: bool,
 ) -> None:
-    """Mask clouds in SCENES: Landsat 8 scene folders (Level-1 or -2), 4-band GeoTIFFs, or
-    38-Cloud test scenes given as <split folder>::<scene id>."""
+    """Mask clouds in SCENES: Landsat 8/9 scene folders (Level-1 or -2), 4-band GeoTIFFs, STAC
+    items (local .json or http(s) URLs), URLs of 4-band COGs, 38-Cloud test scenes given as
+    <split folder>::<scene id>, or @manifest files listing any of these, one per line."""
     from cloudseg.engine.run import RunConfig, run
 
     setup_logging()
@@ -188,6 +226,11 @@ def main(
         overwrite=overwrite,
         readers=readers,
         preview_size=preview_size,
+        skip_existing=skip_existing,
+        keep_going=keep_going,
+        sequential=sequential,
+        ray=ray,
+        retries=retries,
         progress=not progress_disabled(quiet),
         threads=threads,
         device=device,
@@ -196,10 +239,20 @@ def main(
         trt_cache=trt_cache,
     )
     try:
-        summaries = run(list(scenes), config)
+        outcome = run(list(scenes), config)
     except KeyboardInterrupt:
         click.echo("interrupted: no partial outputs were left", err=True)
         sys.exit(130)
-    for s in summaries:
+    for s in outcome.summaries:
         click.echo(json.dumps({k: s[k] for k in ECHOED}))
         click.echo(f"  outputs: {', '.join(s['outputs'])}")
+    report = outcome.report
+    if report is not None and len(report.entries) > 1:
+        counts = ", ".join(f"{n} {k}" for k, n in report.counts().items())
+        click.echo(f"{len(report.entries)} scenes: {counts}; report in {report.folder}")
+    failed = report.failed if report is not None else []
+    if failed:
+        where = report.folder / "cloudseg-run.json"
+        click.echo(f"Error: {len(failed)} of {len(report.entries)} scenes failed; see {where}",
+                   err=True)  # fmt: skip
+        sys.exit(1)

@@ -229,6 +229,7 @@ def run_scene(
     sink: RowSink,
     threshold: float,
     progress: Callable[[int], None] | None = None,
+    on_reads_done: Callable[[], None] | None = None,
 ) -> RunStats:
     """Run one scene through ``backend`` and hand every finished row to ``sink``.
 
@@ -238,6 +239,8 @@ def run_scene(
         sink: where rows go, e.g. a :class:`cloudseg.engine.outputs.SceneWriter`, entered.
         threshold: cloud where probability > threshold.
         progress: called with the number of scene pixels each finished row band holds.
+        on_reads_done: called once every tile has been read, while the last batches still
+            run (the runner starts reading the next scene's first tiles then).
     """
     scene, spec, tiles = job.scene, job.spec, job.tiles
     stats = RunStats()
@@ -312,6 +315,8 @@ def run_scene(
             frontier = first.row_off if first else (nxt.row_off if nxt else None)
             if frontier is not None:
                 emit(frontier)
+        if on_reads_done is not None:
+            on_reads_done()
         if pending:
             submit()
         while in_flight:

@@ -1,10 +1,24 @@
-"""Run the engine over scenes: one backend (one session) for all of them, outputs per scene."""
+"""Run the engine over scenes: one backend for all of them, scenes overlapped, a run report.
+
+The first scene is opened and checked before anything else, and decides the tile size (unless
+``--tile``); the backend is built once. Then, in one process (:func:`run_local`), each scene goes
+through :mod:`cloudseg.engine.scene_task`'s three steps with its neighbours overlapped: while
+scene *i* infers, scene *i + 1* is opened in the background and, once *i*'s tiles are all read,
+its first tiles are read ahead; scene *i*'s files are finished (COGs, polygons, summary) on a
+finisher thread while *i + 1* infers. Memory stays bounded: one scene's look-ahead and blender
+at a time, plus one scene finishing. With ``--ray`` the scenes go to a pool of Ray actors
+instead (:mod:`cloudseg.engine.ray_runner`).
+
+Every scene's fate goes into the run report (:mod:`cloudseg.engine.report`) as it ends; with
+``--keep-going`` a failed scene is reported and the rest go on.
+"""
 
 from __future__ import annotations
 
 import logging
 import os
-from dataclasses import dataclass, replace
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -13,17 +27,17 @@ from tqdm import tqdm
 
 from cloudseg.card import ModelCard, read_json
 from cloudseg.card import read as read_card
-from cloudseg.data.sources import open_any
+from cloudseg.data import remote
+from cloudseg.data.sources import expand, open_any
 from cloudseg.engine import models
-from cloudseg.engine.backend import Backend, BackendOptions
-from cloudseg.engine.outputs import OutputPaths, SceneWriter
-from cloudseg.engine.pipeline import SceneJob, run_scene
-from cloudseg.engine.preview import PREVIEW_MAX_SIDE
-from cloudseg.engine.registry import Choice, choose, is_torch_model, open_backend
-from cloudseg.engine.summary import write_summary
+from cloudseg.engine.backend import Backend
+from cloudseg.engine.config import RunConfig, default_batch
+from cloudseg.engine.registry import choose, is_torch_model, open_backend
+from cloudseg.engine.report import RunOutcome, RunReport, SceneEntry, run_key
+from cloudseg.engine.scene_task import Prepared, RunPlan, finish, infer, out_dir_for, prepare
 from cloudseg.engine.tile_plan import plan_tiles
 from cloudseg.engine.tiling import TileSpec
-from cloudseg.scene import Scene, check_value_kind
+from cloudseg.errors import CloudsegError
 
 log = logging.getLogger("cloudseg.run")
 
@@ -33,60 +47,7 @@ log = logging.getLogger("cloudseg.run")
 #: so a small cache costs nothing. ``GDAL_CACHEMAX`` in the environment still wins.
 GDAL_CACHE_MB = 128
 
-#: Tiles per inference call when ``--batch`` is not given. On the CPU, 1: batching made neither
-#: UNet faster here (ORT fp32, tile 384: r18 0.80 s a tile at batch 1 and at batch 4, r34 faster
-#: at 1 than at 4 or 8; benchmarks/backends.py), while ONNX Runtime's memory arena grows with
-#: the batch (r18 peak RSS 0.85 GB at batch 1, 2.7 GB at batch 4). On a GPU, batches keep the
-#: device busy.
-DEFAULT_BATCH = {"cpu": 1, "openvino": 1, "torch": 1, "cuda": 4, "tensorrt": 4}
-
-
-def default_batch(provider: str, device: int | None = None) -> int:
-    """``--batch`` when not given: 1 on CPUs, 4 on GPUs (torch on a CUDA device included)."""
-    if provider == "torch" and device is not None:
-        return DEFAULT_BATCH["cuda"]
-    return DEFAULT_BATCH.get(provider, 1)
-
-
-@dataclass(frozen=True)
-class RunConfig:
-    """Everything ``cloudseg-run`` was asked to do, built once by the CLI."""
-
-    model: str | Path | None  # a path or a name (cloudseg.engine.models); None: the default
-    provider: str = "auto"
-    out: Path | None = None  # default: a folder "cloudseg" beside each scene
-    batch: int | None = None  # default: default_batch(provider)
-    tile: int | None = None  # default: the model card's tile size
-    overlap: int | None = None  # default: the card's default overlap for the tile
-    threshold: float | None = None  # default: the card's
-    probabilities: bool = False
-    shadow: bool = False
-    dilate: int = 0  # cloud buffer, pixels
-    vector: bool = False  # also write <id>_clouds.gpkg
-    overwrite: bool = False
-    readers: int = 2
-    lookahead: int = 16
-    preview_size: int = PREVIEW_MAX_SIDE
-    memory_budget: float | None = None  # GiB for inference; default: the provider's
-    progress: bool = True
-    threads: int | None = None
-    device: int | None = None
-    precision: str = "auto"
-    fp16: bool = False
-    trt_cache: Path | None = None
-
-    def options(self, provider: str, tile: int) -> BackendOptions:
-        """The backend's options once the provider and tile are known."""
-        return BackendOptions(
-            batch=self.batch or default_batch(provider, self.device),
-            tile=tile,
-            threads=self.threads,
-            device=self.device,
-            precision=self.precision,
-            fp16=self.fp16,
-            trt_cache=self.trt_cache,
-            shadow=self.shadow,
-        )
+__all__ = ["RunConfig", "RunOutcome", "default_batch", "model_card", "run"]
 
 
 def model_card(model: Path) -> ModelCard:
@@ -97,117 +58,177 @@ def model_card(model: Path) -> ModelCard:
     return read_card(model)
 
 
-def out_dir_for(scene: Scene, config: RunConfig) -> Path:
-    """``--out``, else a folder ``cloudseg`` beside a local scene (or here, for a remote one)."""
-    if config.out is not None:
-        return config.out
-    return (scene.local_dir or Path.cwd()) / "cloudseg"
-
-
-def run(scenes: list[str | Path], config: RunConfig) -> list[dict[str, Any]]:
-    """Mask every scene; returns their summaries. Checks every input and output first."""
+def run(scenes: list[str | Path], config: RunConfig) -> RunOutcome:
+    """Mask every scene (``@manifest`` arguments expanded); see the module docstring."""
     cache = os.environ.get("GDAL_CACHEMAX", GDAL_CACHE_MB)
-    with rasterio.Env(GDAL_CACHEMAX=int(cache) if str(cache).isdigit() else cache):
-        return _run(scenes, config)
+    gdal = {"GDAL_CACHEMAX": int(cache) if str(cache).isdigit() else cache}
+    with rasterio.Env(**gdal, **remote.gdal_options()):
+        return _run(expand([str(s) for s in scenes]), config)
 
 
-def _run(specs: list[str | Path], config: RunConfig) -> list[dict[str, Any]]:
+def _run(specs: list[str], config: RunConfig) -> RunOutcome:
+    if not specs:
+        raise CloudsegError("no scenes to mask (an empty manifest?)")
     config = replace(config, model=models.resolve(config.model))
-    card = model_card(config.model)
-    scenes = [open_any(s) for s in specs]
-    jobs = []
-    for scene in scenes:
-        check_value_kind(card, scene)  # before any work, with the user's words
-        paths = OutputPaths.for_scene(out_dir_for(scene, config), scene.scene_id)
-        paths.check(config.overwrite, config.probabilities, config.vector)
-        jobs.append((scene, paths))
+    card = model_card(Path(config.model))
+    # The first scene is checked before the backend exists: a bad call costs nothing.
+    first = open_any(specs[0])
     choice = choose(config.provider, config.model, config.device)
-    plan = None
-    if config.tile is None:  # the first scene's best size: one backend (one shape) for all
+    tile, tile_plan = config.tile, None
+    if tile is None:  # the first scene's best size: one backend (one shape) for all
         provider = choice.candidates[0] if choice.candidates else "cpu"
         batch = config.batch or default_batch(provider, config.device)
-        plan = plan_tiles(card, scenes[0], provider, batch, config.memory_budget)
-    tile = card.check_tile(plan.tile if plan else config.tile)
-    backend = open_backend(config.model, choice, lambda p: config.options(p, tile))
+        tile_plan = plan_tiles(card, first, provider, batch, config.memory_budget)
+        tile = tile_plan.tile
+    card.check_tile(tile)
     overlap = card.default_overlap(tile) if config.overlap is None else config.overlap
     spec = TileSpec(tile, overlap)
     threshold = card.threshold if config.threshold is None else config.threshold
-    summaries = []
+    options = config.as_dict() | {"tile": tile, "overlap": overlap, "threshold": threshold}
+    extra: dict[str, Any] = {}
+    if tile_plan is not None:
+        extra["tile_plan"] = tile_plan.as_dict() | {"planned_on": first.scene_id}
+    report = RunReport(config.out or out_dir_for(first, config), options, specs)
+    plan = RunPlan(config, card, spec, threshold, run_key(card, Path(config.model), options), extra)
+    if config.ray is not None:
+        from cloudseg.engine.ray_runner import run_ray  # the [ray] extra, imported when asked
+
+        return run_ray(specs, plan, choice, report)
+    # The first scene is checked (value kind, outputs) before the backend is built.
     try:
-        for scene, paths in jobs:
-            summary = _one(scene, paths, backend, spec, threshold, config, choice)
-            if plan is not None:
-                summary["tile_plan"] = plan.as_dict() | {"planned_on": scenes[0].scene_id}
-                write_summary(paths.summary, summary, overwrite=True)
-            summaries.append(summary)
+        ready: Prepared | BaseException = prepare(specs[0], plan, first)
+    except (CloudsegError, OSError) as exc:
+        if not config.keep_going:
+            raise
+        ready = exc
+    backend = open_backend(config.model, choice, lambda p: config.options(p, tile))
+    plan.extra["provider_choice"] = choice.as_dict()
+    try:
+        return run_local(specs, plan, backend, report, ready)
     finally:
         backend.close()
-    return summaries
 
 
-def _one(
-    scene: Scene,
-    paths: OutputPaths,
+def _entry(spec: str, exc: BaseException) -> SceneEntry:
+    return SceneEntry(spec, "failed", error=str(exc))
+
+
+def run_local(
+    specs: list[str],
+    plan: RunPlan,
     backend: Backend,
-    spec: TileSpec,
-    threshold: float,
-    config: RunConfig,
-    choice: Choice,
-) -> dict[str, Any]:
-    megapixels = scene.width * scene.height / 1e6
-    # Counted in pixels, shown scaled (k, M): the bar reads in megapixels and MP/s.
-    bar = tqdm(
-        total=scene.width * scene.height,
-        unit="px",
-        unit_scale=True,
-        desc=scene.scene_id[:24],
-        disable=not config.progress,
-    )
-    job = SceneJob.start(scene, backend.card, spec, config.readers, config.lookahead)
-    with SceneWriter(
-        paths,
-        scene.profile(),
-        config.probabilities,
-        preview_size=config.preview_size,
-        overwrite=config.overwrite,
-        dilate=config.dilate,
-        polygons=config.vector,
-    ) as writer:
-        stats = run_scene(job, backend, writer, threshold, progress=bar.update)
-        written = writer.finish({"MODEL": backend.card.name, "PROVIDER": backend.providers[0]})
-    bar.close()
-    wall = stats.times.wall
-    summary = {
-        "scene_id": scene.scene_id,
-        "scene": scene.source,
-        "product": scene.product,
-        "width": scene.width,
-        "height": scene.height,
-        **written.as_dict(),
-        "tiles_run": stats.tiles_run,
-        "tiles_skipped": stats.tiles_skipped,
-        "batches_run": stats.batches_run,
-        "tile": spec.tile,
-        "overlap": spec.overlap,
-        "computed_pixels": stats.tiles_run * spec.tile**2,
-        "computed_per_valid_pixel": (
-            round(stats.tiles_run * spec.tile**2 / written.valid_pixels, 4)
-            if written.valid_pixels
-            else None
-        ),
-        "batch": backend.options.batch,
-        "threshold": threshold,
-        "seconds": stats.times.as_dict(),
-        "megapixels_per_second": round(megapixels / wall, 4) if wall else None,
-        "provider": backend.providers,
-        "provider_choice": choice.as_dict(),
-        "backend": backend.describe(),
-        "model": str(config.model),
-        "card": backend.card.to_dict(),
-        "cloud_buffer_pixels": config.dilate,
-        **({"polygons": writer.polygon_counts} if config.vector else {}),
-        "outputs": [str(p) for p in paths.files(config.probabilities, config.vector)],
-        "cpu_count": os.cpu_count(),
-    }
-    write_summary(paths.summary, summary, overwrite=config.overwrite)
-    return summary
+    report: RunReport,
+    ready: Prepared | BaseException | None = None,
+) -> RunOutcome:
+    """Every scene in this process, overlapped unless ``--sequential`` (module docstring).
+
+    Args:
+        ready: the first scene already prepared (or its failure, under ``--keep-going``).
+    """
+    config = plan.config
+    outcome = RunOutcome(report=report)
+    overlapped = not config.sequential
+    opener = ThreadPoolExecutor(1, thread_name_prefix="cloudseg-open") if overlapped else None
+    finisher = ThreadPoolExecutor(1, thread_name_prefix="cloudseg-finish") if overlapped else None
+    scenes_bar = tqdm(total=len(specs), unit="scene", desc="scenes", position=0,
+                      disable=not config.progress or len(specs) == 1)  # fmt: skip
+    finishing: Future | None = None
+
+    def open_next(i: int) -> Future | None:
+        """Scene ``i`` opened (and checked) in the background, while the current one infers."""
+        if i >= len(specs) or opener is None:
+            return None
+        return opener.submit(prepare, specs[i], plan)
+
+    def settle(future: Future | None) -> None:
+        """Wait for a scene being finished (its failure raised unless --keep-going)."""
+        if future is not None:
+            future.result()
+
+    def finish_and_record(inferred: Any, spec: str) -> None:
+        try:
+            summary = finish(inferred, backend, plan)
+        except (CloudsegError, OSError) as exc:
+            report.record(_entry(spec, exc))
+            raise
+        outcome.summaries.append(summary)
+        report.record(SceneEntry(
+            spec, "done", summary["scene_id"], summary["seconds_total"], summary["cloud_cover"],
+            outputs=summary["outputs"],
+        ))  # fmt: skip
+        scenes_bar.update()
+
+    upcoming: Future | None = None
+    try:
+        for i, spec in enumerate(specs):
+            try:
+                if i == 0 and ready is not None:
+                    if isinstance(ready, BaseException):
+                        raise ready
+                    prepared: Prepared = ready
+                elif upcoming is not None:
+                    prepared = upcoming.result()
+                else:
+                    prepared = prepare(spec, plan)
+            except (CloudsegError, OSError) as exc:
+                upcoming = open_next(i + 1)
+                _fail(report, spec, exc, config, scenes_bar)
+                continue
+            upcoming = open_next(i + 1)
+            if prepared.job is None:  # --skip-existing: made already, with these options
+                report.record(SceneEntry(spec, "skipped", prepared.scene.scene_id, 0.0,
+                                         outputs=[str(p) for p in prepared.paths.files(
+                                             config.probabilities, config.vector)]))  # fmt: skip
+                scenes_bar.update()
+                continue
+            next_up = upcoming
+
+            def read_ahead(next_up: Future | None = next_up) -> None:
+                # The next scene's first tiles, while this one's last batches run.
+                if next_up is not None and next_up.done() and next_up.exception() is None:
+                    job = next_up.result().job
+                    if job is not None:
+                        job.reader.prefetch()
+
+            try:
+                inferred = infer(prepared, backend, plan, position=1 if len(specs) > 1 else 0,
+                                 on_reads_done=read_ahead if overlapped else None)  # fmt: skip
+            except (CloudsegError, OSError) as exc:
+                _fail(report, spec, exc, config, scenes_bar)
+                continue
+            settle(finishing)
+            finishing = None
+            if finisher is None:
+                _guard(lambda inferred=inferred, spec=spec: finish_and_record(inferred, spec),
+                       config)  # fmt: skip
+            else:
+                finishing = finisher.submit(
+                    _guard, lambda inferred=inferred, spec=spec: finish_and_record(inferred, spec),
+                    config,
+                )  # fmt: skip
+        settle(finishing)
+    finally:
+        for pool in (opener, finisher):
+            if pool is not None:
+                pool.shutdown(wait=True, cancel_futures=True)
+        scenes_bar.close()
+    return outcome
+
+
+def _guard(action: Any, config: RunConfig) -> None:
+    """Run a scene's finishing step; its failure is reported, and raised unless --keep-going."""
+    try:
+        action()
+    except (CloudsegError, OSError) as exc:
+        if not config.keep_going:
+            raise
+        log.warning("failed, going on: %s", exc)
+
+
+def _fail(report: RunReport, spec: str, exc: BaseException, config: RunConfig, bar: Any) -> None:
+    """Record a failed scene; stop the run unless --keep-going (then say so and go on)."""
+    report.record(_entry(spec, exc))
+    bar.update()
+    if not config.keep_going:
+        raise exc
+    log.warning("failed, going on: %s", exc)

@@ -123,8 +123,8 @@ def test_cli_writes_georeferenced_outputs(tmp_path, model):
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 0, result.output
     names = sorted(p.name for p in out.iterdir())
-    assert names == ["scene_cloudmask.tif", "scene_cloudprob.tif", "scene_preview.png",
-                     "scene_summary.json"]  # fmt: skip
+    assert names == ["cloudseg-run.csv", "cloudseg-run.json", "scene_cloudmask.tif",
+                     "scene_cloudprob.tif", "scene_preview.png", "scene_summary.json"]  # fmt: skip
     with rasterio.open(out / "scene_cloudmask.tif") as mask, rasterio.open(stack) as src:
         assert (mask.crs, mask.transform, mask.shape) == (src.crs, src.transform, src.shape)
         values = mask.read(1)
@@ -140,7 +140,8 @@ def test_cli_writes_georeferenced_outputs(tmp_path, model):
     again = CliRunner().invoke(main, args)
     assert again.exit_code == 1
     assert again.output.strip().splitlines() == [
-        f"Error: {out / 'scene_cloudmask.tif'} exists; pass --overwrite to replace it"
+        f"Error: {out / 'scene_cloudmask.tif'} exists; pass --overwrite to replace it, or "
+        "--skip-existing to skip scenes already done"
     ]
     assert (out / "scene_cloudmask.tif").read_bytes() == before
 
@@ -187,7 +188,9 @@ def test_bad_input_is_one_line_and_existing_outputs_survive(tmp_path, model, cas
     for word in words:
         assert word in lines[0], (word, lines[0])
     assert "Traceback" not in result.output
-    assert {p.name: p.read_bytes() for p in out.iterdir()} == earlier
+    assert {
+        p.name: p.read_bytes() for p in out.iterdir() if "cloudseg-run" not in p.name
+    } == earlier
 
 
 def test_torch_and_onnx_backends_give_the_same_mask(tmp_path, r34_run):

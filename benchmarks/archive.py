@@ -1,0 +1,154 @@
+"""Archives: scenes per hour through ``cloudseg-run`` one scene after another, overlapped, and
+on Ray; and one call over many scenes against one call per scene.
+
+* **Throughput** (12 synthetic 1000 px scenes in a manifest, the same model and tile): three
+  ways in the same run, interleaved, each a fresh ``cloudseg-run`` process timed end to end
+  (start, model load, every scene, the report):
+  ``--sequential`` (one scene after another), the default (the next scene opened and read while
+  the current one infers, finished files written while the next infers), and ``--ray auto
+  --threads 1`` (a local Ray cluster of this machine's cores: two actors of one core each here).
+* **One call or many** (10 small scenes): one ``cloudseg-run`` over all of them against the sum
+  of ten single-scene calls (each paying the process start and the model load again).
+
+Run from the repository root: ``python benchmarks/archive.py`` (``--quick``: 4 and 3 scenes of
+400 px, r34 at tile 128, one repeat).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import harness as h  # benchmarks/ is sys.path[0] when this file is run as a script
+
+MODES = {
+    "sequential": ["--sequential"],
+    "overlapped": [],
+    "ray (2 actors)": ["--ray", "auto", "--threads", "1"],
+}
+
+
+def random_model(cache: Path, kind: str, tile: int) -> Path:
+    """A random-weights export (speed does not depend on the weights), cached."""
+
+    def make(tmp: Path) -> Path:
+        cmd = [h.BIN / "cloudseg-export", "--model", kind, "--random-init", "--tile", tile]
+        h.run_with_peak_rss([*cmd, "--out", tmp])
+        return tmp
+
+    return h.cached(cache / f"archive-{kind}-{tile}.onnx", make)
+
+
+def scenes(cache: Path, count: int, size: int, first_seed: int) -> list[Path]:
+    return [h.synthetic_scene(cache, size, seed=first_seed + i) for i in range(count)]
+
+
+def run_call(specs: list[str], model: Path, args: argparse.Namespace, extra: list[str]) -> dict:
+    """One ``cloudseg-run`` child over ``specs``: its wall time and peak RSS."""
+    with tempfile.TemporaryDirectory(prefix="cloudseg-archive-") as tmp:
+        manifest = Path(tmp) / "scenes.txt"
+        manifest.write_text("\n".join(specs) + "\n")
+        cmd = [h.BIN / "cloudseg-run", f"@{manifest}", "--model", model, "--out",
+               Path(tmp) / "out", "--provider", args.provider, "--tile", args.tile, "-q",
+               *extra]  # fmt: skip
+        child = h.run_with_peak_rss(cmd)
+    return {"seconds": child["seconds"], "peak_rss_mib": child["peak_rss_mib"]}
+
+
+def throughput(specs: list[str], model: Path, args: argparse.Namespace) -> dict[str, Any]:
+    """Every mode ``args.repeats`` times, interleaved (A B C A B C ...)."""
+    runs: dict[str, list[dict]] = {mode: [] for mode in MODES}
+    for _ in range(args.repeats):
+        for mode, extra in MODES.items():
+            runs[mode].append(run_call(specs, model, args, extra))
+            print(f"{mode}: {runs[mode][-1]['seconds']:.1f} s", flush=True)
+    out = {}
+    for mode, mode_runs in runs.items():
+        seconds = [r["seconds"] for r in mode_runs]
+        med = h.median(seconds)
+        out[mode] = {
+            "runs": mode_runs,
+            "seconds": med,
+            "spread": h.spread(seconds),
+            "scenes_per_hour": 3600 * len(specs) / med,
+            "peak_rss_mib": max(r["peak_rss_mib"] for r in mode_runs),
+        }
+    return out
+
+
+def one_call_or_many(specs: list[str], model: Path, args: argparse.Namespace) -> dict[str, Any]:
+    """One call over ``specs`` against one call per scene, interleaved per repeat."""
+    one, many = [], []
+    for _ in range(args.repeats):
+        one.append(run_call(specs, model, args, [])["seconds"])
+        many.append(sum(run_call([s], model, args, [])["seconds"] for s in specs))
+    return {
+        "scenes": len(specs),
+        "one_call_seconds": h.median(one),
+        "sum_of_single_calls_seconds": h.median(many),
+        "ratio": h.median(many) / h.median(one),
+        "runs": {"one_call": one, "single_calls_sum": many},
+    }
+
+
+def render(doc: dict[str, Any]) -> str:
+    cfg, tp, many = doc["config"], doc["throughput"], doc["one_call_or_many"]
+    rows = [
+        [mode, r["seconds"], f"{100 * r['spread']:.0f} %", r["scenes_per_hour"],
+         r["scenes_per_hour"] / tp["sequential"]["scenes_per_hour"], r["peak_rss_mib"]]
+        for mode, r in tp.items()
+    ]  # fmt: skip
+    head = "mode|seconds (median)|spread|scenes per hour|vs sequential|peak RSS MiB"
+    out = (
+        f"**Throughput**: {cfg['scenes']} synthetic {cfg['size']} px scenes in one manifest, "
+        f"{cfg['model_kind']} fp32 (random weights), tile {cfg['tile']}, provider "
+        f"{cfg['provider']}; each mode a fresh cloudseg-run timed end to end (start, model "
+        f"load, scenes, report), median of {cfg['repeats']} interleaved repeats.\n\n"
+    )
+    out += h.table(head.split("|"), rows) + "\n"
+    single = many["sum_of_single_calls_seconds"]
+    out += (
+        f"**One call or many**: {many['scenes']} scenes of {cfg['small_size']} px: one call "
+        f"{many['one_call_seconds']:.1f} s, {many['scenes']} single-scene calls {single:.1f} s "
+        f"in all: {many['ratio']:.2f}x (each single call starts a process and loads the model "
+        "again).\n"
+    )
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--scenes", type=int, default=12)
+    p.add_argument("--size", type=int, default=1000)
+    p.add_argument("--small-scenes", type=int, default=10)
+    p.add_argument("--small-size", type=int, default=400)
+    p.add_argument("--repeats", type=int, default=2)
+    p.add_argument("--model-kind", choices=["r18", "r34"], default="r34")
+    p.add_argument("--tile", type=int, default=384)
+    p.add_argument("--provider", default="cpu")
+    p.add_argument("--scenes-dir", type=Path, default=h.SCENE_CACHE)
+    p.add_argument("--out", type=Path, default=h.RESULTS_DIR)
+    p.add_argument("--quick", action="store_true", help="4 and 3 scenes of 400 px, tile 128")
+    args = p.parse_args(argv)
+    if args.quick:
+        args.scenes, args.size, args.small_scenes, args.small_size = 4, 400, 3, 300
+        args.repeats, args.tile = 1, 128
+    model = random_model(args.scenes_dir, args.model_kind, args.tile)
+    big = [str(s) for s in scenes(args.scenes_dir, args.scenes, args.size, 100)]
+    small = [str(s) for s in scenes(args.scenes_dir, args.small_scenes, args.small_size, 200)]
+    results = {
+        "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+        "throughput": throughput(big, model, args),
+        "one_call_or_many": one_call_or_many(small, model, args),
+    }
+    path = h.write_results("archive", results, render, args.out)
+    print((args.out / "archive.md").read_text())
+    print(f"results: {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
