@@ -67,12 +67,14 @@ WHEELHOUSE ?= .wheelhouse
 gpu-check:
 	bash benchmarks/gpu_check.sh $(WHEELHOUSE)
 
-# Wheels the GPU check needs on a locked-down GPU machine (Python 3.12, no index): rasterio and
-# the small pure-Python packages cloudseg's engine needs, for CPython 3.12 on Linux x86_64.
+# Wheels the GPU check needs on a locked-down GPU machine (CPython 3.12, torch with CUDA, numpy,
+# click, matplotlib, no package index): rasterio and the three small packages it needs that such
+# a machine lacks; about 40 MB, within what travels with the repo.
 wheelhouse:
-	python3 -m pip download -q -d $(WHEELHOUSE) --only-binary=:all: --python-version 3.12 \
-		--platform manylinux_2_28_x86_64 --platform manylinux2014_x86_64 \
-		rasterio click tqdm pillow affine attrs certifi cligj click-plugins pyparsing
+	python3 -m pip download -q --no-deps -d $(WHEELHOUSE) --only-binary=:all: \
+		--python-version 3.12 --implementation cp --platform manylinux_2_28_x86_64 \
+		--platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
+		rasterio==1.4.4 affine==3.0.1 cligj==0.7.2 click-plugins==1.1.1.2
 
 clean:
 	rm -rf $(DEMO) build *.egg-info

@@ -31,17 +31,6 @@ MODES = {
 }
 
 
-def random_model(cache: Path, kind: str, tile: int) -> Path:
-    """A random-weights export (speed does not depend on the weights), cached."""
-
-    def make(tmp: Path) -> Path:
-        cmd = [h.BIN / "cloudseg-export", "--model", kind, "--random-init", "--tile", tile]
-        h.run_with_peak_rss([*cmd, "--out", tmp])
-        return tmp
-
-    return h.cached(cache / f"archive-{kind}-{tile}.onnx", make)
-
-
 def scenes(cache: Path, count: int, size: int, first_seed: int) -> list[Path]:
     return [h.synthetic_scene(cache, size, seed=first_seed + i) for i in range(count)]
 
@@ -51,7 +40,7 @@ def run_call(specs: list[str], model: Path, args: argparse.Namespace, extra: lis
     with tempfile.TemporaryDirectory(prefix="cloudseg-archive-") as tmp:
         manifest = Path(tmp) / "scenes.txt"
         manifest.write_text("\n".join(specs) + "\n")
-        cmd = [h.BIN / "cloudseg-run", f"@{manifest}", "--model", model, "--out",
+        cmd = [*h.cloudseg("run"), f"@{manifest}", "--model", model, "--out",
                Path(tmp) / "out", "--provider", args.provider, "--tile", args.tile, "-q",
                *extra]  # fmt: skip
         child = h.run_with_peak_rss(cmd)
@@ -136,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.quick:
         args.scenes, args.size, args.small_scenes, args.small_size = 4, 400, 3, 300
         args.repeats, args.tile = 1, 128
-    model = random_model(args.scenes_dir, args.model_kind, args.tile)
+    model = h.random_model(args.scenes_dir, args.model_kind, args.tile)
     big = [str(s) for s in scenes(args.scenes_dir, args.scenes, args.size, 100)]
     small = [str(s) for s in scenes(args.scenes_dir, args.small_scenes, args.small_size, 200)]
     results = {

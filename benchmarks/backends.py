@@ -1,18 +1,24 @@
-"""Model only: how fast each runtime runs the two UNets, against the machine's own ceiling.
+"""Model only: how fast each runtime runs the two UNets, against the machine's own ceilings.
 
 For each model (r18, r34) and batch, every path below runs the same fixed-size input, interleaved
-with one ``harness.matmul_gflops`` figure per round (the fp32 ceiling of this machine at that
-moment), so every figure in the table is a ratio measured in the same run:
+with one figure per round of each precision's ceiling on this machine (the best of three matrix
+products in fp32, bf16 and int8: ``harness.matmul_gflops``), so every figure in the table is a
+ratio measured in the same run, each path against the ceiling of the precision it computes in:
 
-* ``torch_eager_fp32`` (the reference), ``torch_channels_last_fp32``: PyTorch on the CPU;
+* ``torch_eager_fp32`` (the reference), ``torch_channels_last_fp32``, and the native path at its
+  best on this CPU: ``torch_channels_last_bf16`` (bf16 autocast) and ``torch_compile_bf16``
+  (``torch.compile`` of that, where it compiles; otherwise skipped with the reason);
 * ``ort_cpu_fp32``: the file ``cloudseg.export`` writes (fixed tile, parity-checked);
 * ``ort_cpu_int8``: cloudseg's static QDQ quantiser, calibrated on synthetic patches;
+* ``openvino_f32``, ``openvino_bf16``: the same fp32 file through OpenVINO's CPU plugin (bf16 on
+  the AMX / AVX512-BF16 units), compiled as the engine compiles it;
 * GPU paths (PyTorch CUDA fp32/fp16, ORT CUDA fp32/fp16, ORT TensorRT fp16) only where a GPU
   is present; otherwise recorded as skipped. ORT's providers go through
   ``cloudseg.engine.ort_providers``, which refuses a session that fell back to the CPU.
 
-ONNX Runtime paths use IO binding with buffers bound once, and nothing is post-processed: only the
-model is timed. FLOPs are counted once per tile with ``FlopCounterMode`` (a multiply-add is 2).
+Only the model is timed: ONNX Runtime through IO binding with buffers bound once, OpenVINO through
+one infer request whose input was set once, nothing post-processed. FLOPs are counted once per
+tile with ``FlopCounterMode`` (a multiply-add is 2); bf16 and int8 rows use the same count.
 
     .venv/bin/python benchmarks/backends.py                    # r18 + r34, tile 384, batch 1 4 8
     .venv/bin/python benchmarks/backends.py --r18-run RUN_DIR  # trained weights for r18
@@ -51,7 +57,18 @@ from cloudseg.export.sources import load_source
 
 CORES = os.cpu_count() or 1
 EAGER = "torch_eager_fp32"
-CPU_PATHS = (EAGER, "torch_channels_last_fp32", "ort_cpu_fp32", "ort_cpu_int8")
+ORT_FP32 = "ort_cpu_fp32"
+CPU_PATHS = (
+    EAGER, "torch_channels_last_fp32", "torch_channels_last_bf16", "torch_compile_bf16",
+    ORT_FP32, "ort_cpu_int8", "openvino_f32", "openvino_bf16",
+)  # fmt: skip
+#: The precision each path computes in: its figures are shares of that precision's ceiling.
+PRECISION = {
+    "torch_channels_last_bf16": "bf16", "torch_compile_bf16": "bf16", "openvino_bf16": "bf16",
+    "ort_cpu_int8": "int8", "torch_cuda_fp16": "fp16", "ort_cuda_fp16": "fp16",
+    "ort_tensorrt_fp16": "fp16",
+}  # fmt: skip
+CEILINGS = ("fp32", "bf16", "int8")
 GPU_PATHS = (
     "torch_cuda_fp32",
     "torch_cuda_fp16",
@@ -61,10 +78,11 @@ GPU_PATHS = (
 )
 # fmt: off
 FULL = {"tile": 384, "batches": [1, 4, 8], "repeats": 5, "calib_patches": 32,
-        "held_out_patches": 8, "matmul_n": 2048, "pause": 0.5}
-# --quick: small enough for the test suite (most of its time is the two ONNX exports).
+        "held_out_patches": 8, "matmul_n": 2048, "pause": 0.5, "compile": True}
+# --quick: small enough for the test suite (most of its time is the two ONNX exports); no
+# torch.compile (a minute of compiling per model).
 QUICK = {"tile": 64, "batches": [1, 2], "repeats": 3, "calib_patches": 4,
-         "held_out_patches": 4, "matmul_n": 1024, "pause": 0.05}
+         "held_out_patches": 4, "matmul_n": 1024, "pause": 0.05, "compile": False}
 # fmt: on
 MIN_AGREEMENT = par.MIN_AGREEMENT
 log = logging.getLogger("benchmarks.backends")
@@ -80,6 +98,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--held-out-patches", type=int, help="int8 agreement patches (8; --quick 4)")
     p.add_argument("--matmul-n", type=int, help="side of the ceiling's matmul (2048; --quick 1024)")
     p.add_argument("--pause", type=float, help="untimed sleep before each call (0.5; --quick 0.05)")
+    p.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
+                   help="also time torch.compile (default: yes; --quick: no)")  # fmt: skip
     p.add_argument("--r18-run", type=Path, help="training run folder: trained r18 weights")
     p.add_argument("--r34-run", type=Path, help="training run folder: trained r34 weights")
     p.add_argument("--out", type=Path, default=harness.RESULTS_DIR, help="results folder")
@@ -98,12 +118,51 @@ def flops_per_tile(model: torch.nn.Module, tile: int) -> int:
     return counter.get_total_flops()
 
 
-def torch_call(model: torch.nn.Module, x: torch.Tensor, sync: bool = False) -> Callable[[], None]:
+def torch_call(
+    model: Callable[[torch.Tensor], Any],
+    x: torch.Tensor,
+    sync: bool = False,
+    bf16: bool = False,
+) -> Callable[[], None]:
     def run() -> None:
-        with torch.inference_mode():
+        with torch.inference_mode(), torch.autocast("cpu", torch.bfloat16, enabled=bf16):
             model(x)
         if sync:  # CUDA calls return before the work is done
             torch.cuda.synchronize()
+
+    return run
+
+
+def compiled_call(model: torch.nn.Module, x: torch.Tensor) -> Callable[[], None] | str:
+    """``torch.compile`` of the channels-last bf16 path, compiled here; why not, if it fails."""
+    try:
+        fn = torch.compile(model)
+        call = torch_call(fn, x, bf16=True)
+        call()  # compiles (inductor writes C++ kernels; a minute or more per model)
+        return call
+    except Exception as exc:  # any compiler failure means "not here": record why, go on
+        return f"torch.compile failed here: {' '.join(str(exc).split())[:160]}"
+
+
+def openvino_call(path: Path, x: np.ndarray, precision: str) -> Callable[[], None] | str:
+    """The ONNX file compiled by OpenVINO as the engine compiles it; one request, input set."""
+    try:
+        import openvino as ov
+    except ImportError:
+        return "openvino is not installed"
+    core = ov.Core()
+    model = core.read_model(str(path))
+    model.reshape({model.inputs[0].get_any_name(): list(x.shape)})
+    config = {"INFERENCE_PRECISION_HINT": precision, "PERFORMANCE_HINT": "LATENCY",
+              "INFERENCE_NUM_THREADS": CORES}  # fmt: skip
+    compiled = core.compile_model(model, "CPU", config)
+    if compiled.get_property("INFERENCE_PRECISION_HINT").to_string() != precision:
+        return f"OpenVINO does not run {precision} on this CPU"
+    request = compiled.create_infer_request()
+    request.get_input_tensor(0).data[...] = x
+
+    def run(keep: Any = compiled) -> None:
+        request.infer()
 
     return run
 
@@ -194,13 +253,16 @@ def bench_model(name: str, args: argparse.Namespace, tmp: Path, gpu: bool) -> di
     for batch in args.batches:
         x = rng.standard_normal((batch, 4, args.tile, args.tile), dtype=np.float32)
         t = torch.from_numpy(x)
+        t_last = t.contiguous(memory_format=torch.channels_last)
         cases: dict[str, Callable[[], None] | str] = {
             EAGER: torch_call(model, t),
-            "torch_channels_last_fp32": torch_call(
-                last, t.contiguous(memory_format=torch.channels_last)
-            ),
-            "ort_cpu_fp32": ort_call(sessions["fp32"], x, n_out),
+            "torch_channels_last_fp32": torch_call(last, t_last),
+            "torch_channels_last_bf16": torch_call(last, t_last, bf16=True),
+            "torch_compile_bf16": compiled_call(last, t_last) if args.compile else "not asked",
+            ORT_FP32: ort_call(sessions["fp32"], x, n_out),
             "ort_cpu_int8": ort_call(sessions["int8"], x, n_out),
+            "openvino_f32": openvino_call(files["fp32"], x, "f32"),
+            "openvino_bf16": openvino_call(files["fp32"], x, "bf16"),
         }
         if gpu:
             cases.update(gpu_cases(model, x, files, args.tile, n_out))
@@ -226,30 +288,40 @@ def bench_model(name: str, args: argparse.Namespace, tmp: Path, gpu: bool) -> di
 def time_cases(
     cases: dict[str, Callable[[], None] | str], flops: int, pixels: int, args: argparse.Namespace
 ) -> dict[str, Any]:
-    """Time the runnable cases interleaved with the matmul ceiling; figures per path."""
+    """Time the runnable cases interleaved with the ceilings; figures per path."""
     runnable = {k: v for k, v in cases.items() if callable(v)}
-    # One ceiling figure per round, between the cases it bounds: the best of 3 products, since a
-    # single 2048 product lasts ~70 ms and one preemption halves it; a ceiling is a best case.
-    ceiling: list[float] = []
-    runnable["matmul"] = lambda: ceiling.append(max(harness.matmul_gflops(3, args.matmul_n)))
+    # One figure per precision per round, between the cases it bounds: the best of 3 products,
+    # since a single 2048 product lasts ~20-70 ms and one preemption halves it.
+    ceilings: dict[str, list[float]] = {p: [] for p in CEILINGS}
+
+    def measure_ceilings() -> None:
+        for precision in CEILINGS:
+            best = max(harness.matmul_gflops(3, args.matmul_n, precision))
+            ceilings[precision].append(best)
+
+    runnable["matmul"] = measure_ceilings
     times = harness.interleaved(runnable, args.repeats, pause=args.pause)
-    ceiling = ceiling[-args.repeats :]  # drop the warm-up round's figure
+    ceilings = {p: v[-args.repeats :] for p, v in ceilings.items()}  # drop the warm-up round
     paths: dict[str, Any] = {}
     for path, case in cases.items():
         if not callable(case):
             paths[path] = {"skipped": case}
             continue
         s = harness.median(times[path])
+        precision = PRECISION.get(path, "fp32")
+        bound = harness.median(ceilings.get(precision, ceilings["fp32"]))
         paths[path] = {
             "seconds": times[path],
             "median_s": s,
             "spread": harness.spread(times[path]),
             "mp_per_s": pixels / s / 1e6,
             "gflop_per_s": flops / s / 1e9,
-            "ceiling_fraction": flops / s / 1e9 / harness.median(ceiling),
+            "precision": precision,
+            "ceiling_fraction": flops / s / 1e9 / bound,
             "speedup_vs_eager": harness.median(times[EAGER]) / s,  # ratio of medians
+            "speedup_vs_ort_fp32": harness.median(times[ORT_FP32]) / s,
         }
-    return {"ceiling_gflops": ceiling, "paths": paths}
+    return {"ceiling_gflops": ceilings["fp32"], "ceilings_gflops": ceilings, "paths": paths}
 
 
 def target(path: str, row: dict[str, Any], model: dict[str, Any]) -> str:
@@ -257,6 +329,9 @@ def target(path: str, row: dict[str, Any], model: dict[str, Any]) -> str:
     if path == "ort_cpu_fp32":
         ok = row["speedup_vs_eager"] >= 1.4 and row["ceiling_fraction"] >= 0.70
         return f"{'PASS' if ok else 'MISS'} (>= 1.4x, >= 70 % of ceiling)"
+    if path == "openvino_bf16":
+        ok = row["speedup_vs_ort_fp32"] >= 2.5 and row["ceiling_fraction"] >= 0.60
+        return f"{'PASS' if ok else 'MISS'} (>= 2.5x ORT fp32, >= 60 % of bf16 ceiling)"
     if path == "ort_cpu_int8":
         share = model["int8_agreement"]["share"]
         fast = row["speedup_vs_eager"] >= 3
@@ -289,24 +364,28 @@ def render(results: dict[str, Any]) -> str:
                     continue
                 rows.append([
                     name, batch, path, r["mp_per_s"], r["gflop_per_s"],
-                    f"{100 * r['ceiling_fraction']:.0f} %", f"{r['speedup_vs_eager']:.2f}x",
+                    f"{100 * r['ceiling_fraction']:.0f} % {r['precision']}",
+                    f"{r['speedup_vs_eager']:.2f}x", f"{r['speedup_vs_ort_fp32']:.2f}x",
                     f"{100 * r['spread']:.0f} %", target(path, r, m),
                 ])  # fmt: skip
-            c = b["ceiling_gflops"]
-            spread = f"{100 * harness.spread(c):.0f} %"
-            matmul = f"matmul n={cfg['matmul_n']} (ceiling)"
-            rows.append([name, batch, matmul, None, harness.median(c), "100 %", None, spread, None])
-    head = "model|batch|path|MP/s|GFLOP/s|of ceiling|vs eager|spread|target"
+            for precision, c in b["ceilings_gflops"].items():
+                spread = f"{100 * harness.spread(c):.0f} %"
+                matmul = f"matmul {precision} n={cfg['matmul_n']} (ceiling)"
+                rows.append([name, batch, matmul, None, harness.median(c), f"100 % {precision}",
+                             None, None, spread, None])  # fmt: skip
+    head = "model|batch|path|MP/s|GFLOP/s|of its ceiling|vs eager|vs ORT fp32|spread|target"
     out += harness.table(head.split("|"), rows)
     for reason, paths in skipped.items():
         out += f"\nNot run ({reason}): {', '.join(sorted(paths))}.\n"
     return out + (
         f"\nTile {cfg['tile']} px; median of {cfg['repeats']} interleaved rounds after one "
         f"warm-up, {cfg['pause']} s idle before each timed call (spinning thread pools); "
-        "one matmul ceiling figure (best of 3 products) per round; "
-        f"torch threads {cfg['torch_threads']}, "
-        f"ONNX Runtime intra-op threads {cfg['ort_intra_op_threads']}. A multiply-add counts as "
-        "2 FLOPs; int8 rows use the fp32 FLOP count, so they can pass the fp32 ceiling.\n"
+        "one figure per round of each ceiling (the best of 3 matrix products, torch, "
+        f"n = {cfg['matmul_n']}: fp32, bf16, int8 with int32 accumulation); each path is shown "
+        "against the ceiling of the precision it computes in. "
+        f"torch threads {cfg['torch_threads']}, ONNX Runtime intra-op and OpenVINO inference "
+        f"threads {cfg['ort_intra_op_threads']}. A multiply-add counts as 2 FLOPs, whatever the "
+        "precision.\n"
     )
 
 
@@ -329,9 +408,8 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="cloudseg-bench-") as tmp:
         for name in args.models:
             results["models"][name] = bench_model(name, args, Path(tmp), gpu)
-    tables = render(results)
-    path = harness.write_results("backends", results, tables, args.out)
-    print(tables)
+    path = harness.write_results("backends", results, render, args.out)
+    print((args.out / "backends.md").read_text())
     print(f"results: {path}")
     return 0
 

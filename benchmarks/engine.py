@@ -10,6 +10,9 @@ not this script's):
   re-read of every finished row (validity and preview), so the cost of reading the scene twice
   is visible.
 * Memory: peak RSS per scene size (a sweep); it must stay flat in scene height.
+* Providers: ``--provider openvino`` against ``--provider cpu`` end to end on one scene.
+* Tile choice: the tile the engine picks without ``--tile``, per provider, and the pixels it
+  computes per valid pixel.
 
     .venv/bin/python benchmarks/engine.py                 # r18, 4000 px efficiency, 1000-8000 sweep
     .venv/bin/python benchmarks/engine.py --model-kind r34 --sizes 1000 2000 --size 1000
@@ -27,7 +30,7 @@ from typing import Any
 
 import harness as h
 
-BIN, cached = h.BIN, h.cached
+cached = h.cached
 
 # The model-only child. A child rather than this process, because that is what the engine gets: a
 # fresh interpreter, a fresh session built by the same make_backend (same provider, intra-op
@@ -49,17 +52,6 @@ for _ in range(n):
 print(json.dumps({"seconds": time.perf_counter() - t0}))
 """
 STAGES = ("read", "infer", "blend", "write", "wall")
-
-
-def random_model(cache: Path, kind: str, tile: int) -> Path:
-    # Random weights cost what trained ones do; the export (torch import, parity check) takes
-    # 20-60 s, so the file is kept with the scenes.
-    def make(tmp: Path) -> Path:
-        cmd = [BIN / "cloudseg-export", "--model", kind, "--random-init", "--tile", tile]
-        h.run_with_peak_rss([*cmd, "--out", tmp])
-        return tmp
-
-    return cached(cache / f"{kind}-random-t{tile}.onnx", make)
 
 
 def strip(cache: Path, scene: Path, width: int, height: int) -> Path:
@@ -88,12 +80,14 @@ def strip(cache: Path, scene: Path, width: int, height: int) -> Path:
     return cached(cache / f"strip-{scene.name}-{width}x{height}.tif", make)
 
 
-def run_engine(scene: Path, model: Path, args: argparse.Namespace) -> dict[str, Any]:
+def run_engine(
+    scene: Path, model: Path, args: argparse.Namespace, provider: str | None = None
+) -> dict[str, Any]:
     """One ``cloudseg-run`` child: its summary, whole wall time and peak RSS."""
     with tempfile.TemporaryDirectory(prefix="cloudseg-bench-out-") as out:
-        cmd = [BIN / "cloudseg-run", scene, "--model", model, "--out", out, "-q",
+        cmd = [*h.cloudseg("run"), scene, "--model", model, "--out", out, "-q",
                "--batch", args.batch, "--tile", args.tile, "--overlap", args.overlap,
-               "--provider", args.provider]  # fmt: skip
+               "--provider", provider or args.provider]  # fmt: skip
         child = h.run_with_peak_rss(cmd)
         summary = json.loads(next(Path(out).glob("*_summary.json")).read_text())
     mp = summary["width"] * summary["height"] / 1e6
@@ -108,6 +102,7 @@ def run_engine(scene: Path, model: Path, args: argparse.Namespace) -> dict[str, 
         "child_seconds": child["seconds"],
         "peak_rss_mib": child["peak_rss_mib"],
         "megapixels_per_second": mp / summary["seconds"]["wall"],
+        "precision": summary["backend"]["precision"],
     }
 
 
@@ -171,6 +166,96 @@ def efficiency(scene: Path, model: Path, args: argparse.Namespace) -> dict[str, 
     }
 
 
+#: The two providers compared end to end, on the same scene and model.
+VERSUS = ("cpu", "openvino")
+
+
+def providers(scene: Path, model: Path, args: argparse.Namespace) -> dict[str, Any]:
+    """``cloudseg-run --provider cpu`` against ``--provider openvino`` (bf16 where the CPU has
+    it), interleaved pairs after one warm-up each, on one scene."""
+    runs: dict[str, list[dict]] = {p: [] for p in VERSUS}
+    for provider in VERSUS:  # warm-up: page cache, model file, OpenVINO's kernel cache
+        run_engine(scene, model, args, provider)
+    for _ in range(args.provider_repeats):
+        for provider in VERSUS:
+            runs[provider].append(run_engine(scene, model, args, provider))
+    pairs = list(zip(runs["cpu"], runs["openvino"], strict=True))
+    return {
+        "size": scene.name,
+        "runs": runs,
+        "speedup_end_to_end": h.median([c["child_seconds"] / o["child_seconds"] for c, o in pairs]),
+        "speedup_wall": h.median([c["seconds"]["wall"] / o["seconds"]["wall"] for c, o in pairs]),
+        "precision": runs["openvino"][0]["precision"],
+    }
+
+
+def tile_plans(scenes: dict[int, Path], model: Path, args: argparse.Namespace) -> list[dict]:
+    """The tile the engine picks when no --tile is given, per provider, and the pixels it
+    computes per valid pixel, against the 384 px default, on each scene's validity map."""
+    import dataclasses
+
+    from cloudseg.card import read
+    from cloudseg.data.sources import open_any
+    from cloudseg.engine.tile_plan import plan_tiles, validity_map
+
+    # The benchmark's file has a fixed tile; the plan is for the model, which takes any size.
+    card = dataclasses.replace(read(model), fixed_size=False, tile_size=384)
+    out = []
+    for size, path in scenes.items():
+        scene = open_any(path)
+        valid = validity_map(scene)
+        for provider, batch in (("cpu", 1), ("openvino", 1), ("tensorrt", 4)):
+            plan = plan_tiles(card, scene, provider, batch, valid=valid)
+            out.append({"size": size, "provider": provider, "batch": batch, **plan.as_dict(),
+                        "ratio_at_384": plan.candidates.get(384)})  # fmt: skip
+    return out
+
+
+def render_providers(res: dict[str, Any]) -> str:
+    v = res["providers"]
+    rows = []
+    for provider, runs in v["runs"].items():
+        rows.append([provider, h.median([r["child_seconds"] for r in runs]),
+                     h.median([r["seconds"]["wall"] for r in runs]),
+                     h.median([r["megapixels_per_second"] for r in runs]),
+                     max(r["peak_rss_mib"] for r in runs), runs[0]["precision"]])  # fmt: skip
+    ok = v["speedup_end_to_end"] >= 2
+    return (
+        f"**Providers end to end** (`cloudseg-run --provider cpu` against `--provider openvino` "
+        f"on the {v['size']} scene, {res['model']['label']}, median of interleaved pairs)\n\n"
+        + h.table(
+            [
+                "provider",
+                "end to end s",
+                "summary wall s",
+                "scene MP/s",
+                "peak RSS MiB",
+                "precision",
+            ],
+            rows,
+        )  # fmt: skip
+        + f"\nopenvino / cpu: **{v['speedup_end_to_end']:.2f}x** end to end, "
+        f"{v['speedup_wall']:.2f}x on the summary wall (target >= 2x end to end: "
+        f"{verdict(ok)}).\n"
+    )
+
+
+def render_plans(res: dict[str, Any]) -> str:
+    rows = [[p["size"], p["provider"], p["batch"], p["tile"], p["ratio"], p["ratio_at_384"]]
+            for p in res["tile_plans"]]  # fmt: skip
+    best = min(p["ratio"] for p in res["tile_plans"] if p["size"] == max(
+        q["size"] for q in res["tile_plans"]))  # fmt: skip
+    return (
+        "**Tile choice** (no `--tile`: the size that computes the fewest pixels per valid pixel "
+        "within the provider's memory budget, on each scene's validity map)\n\n"
+        + h.table(
+            ["scene px", "provider", "batch", "tile chosen", "computed / valid", "at 384 px"], rows
+        )  # fmt: skip
+        + f"\nOn the largest scene: {best:.3f} pixels computed per valid pixel at best "
+        f"(target <= 1.2: {verdict(best <= 1.2)}).\n"
+    )
+
+
 def sweep_entry(size: int, runs: list[dict]) -> dict:
     return {
         "size": size,
@@ -186,11 +271,14 @@ def verdict(ok: bool) -> str:
     return "PASS" if ok else "MISS"
 
 
-def report(res: dict[str, Any], args: argparse.Namespace) -> str:
+def render(res: dict[str, Any]) -> str:
+    """The tables, from the results document alone."""
+    cfg = res["config"]
     eff, label, t = res["efficiency"], res["model"]["label"], res["targets"]
+    share = (cfg["tile"] / (cfg["tile"] - 2 * cfg["overlap"])) ** 2
     med = {k: h.median([r["seconds"][k] for r in eff["engine"]]) for k in STAGES}
     wall, infer = med["wall"], med["infer"]
-    tile_mp = eff["batches"] * args.batch * args.tile**2 / 1e6  # pixels the model computes
+    tile_mp = eff["batches"] * cfg["batch"] * cfg["tile"] ** 2 / 1e6  # pixels the model computes
     scene_mp = eff["engine"][0]["scene_megapixels"]
     cases = (
         ("engine: summary wall", [r["seconds"]["wall"] for r in eff["engine"]], "engine"),
@@ -222,7 +310,7 @@ def report(res: dict[str, Any], args: argparse.Namespace) -> str:
         rss_line += (f"- Square scenes {high} px / {low} px (width grows too): {ratio:.3f}; "
                      "the blender and writer hold rows x width.\n")  # fmt: skip
     return f"""\
-**Efficiency** ({label}, tile {args.tile}, overlap {args.overlap}, batch {args.batch}; \
+**Efficiency** ({label}, tile {cfg["tile"]}, overlap {cfg["overlap"]}, batch {cfg["batch"]}; \
 {eff["size"]} px scene, {eff["tiles_run"]} tiles in {eff["batches"]} batches; median of \
 {len(eff["engine"])} interleaved pairs after a warm-up)
 
@@ -235,7 +323,7 @@ start-up on both sides: {eff["efficiency_child"]:.1%}.
 over the 2 reader threads, write is the writer thread's, so stages overlap and can sum past wall)
 
 {h.table(["stage", "seconds", "share of wall"], stages)}
-**Size sweep** ({label}; {args.sweep_repeats} run(s) per size, median times, max peak RSS)
+**Size sweep** ({label}; {cfg["sweep_repeats"]} run(s) per size, median times, max peak RSS)
 
 {
         h.table(
@@ -254,6 +342,8 @@ over the 2 reader threads, write is the writer thread's, so stages overlap and c
 **Peak RSS against height alone** (strips cut from the {high} px scene, same width)
 
 {h.table(["width x height px", "scene MP/s", "wall s", "peak RSS MiB"], strip_rows)}
+{render_providers(res)}
+{render_plans(res)}
 Notes:
 
 {rss_line}\
@@ -263,7 +353,7 @@ Notes:
 {m_med / infer:.1%}; readers and writer share the cores) and the model waiting (infer / wall: \
 {infer / wall:.1%}; first tiles, last rows, queue stalls).
 - The scene is read twice: tiles by the readers (overlapping, so \
-{(args.tile / (args.tile - 2 * args.overlap)) ** 2:.2f}x its pixels), then every finished row \
+{share:.2f}x its pixels), then every finished row \
 again by the writer for validity and the preview. Alone, that re-read takes {reread:.2f} s at \
 {eff["size"]} px ({reread / wall:.1%} of the engine's wall, {reread / max(med["write"], 1e-9):.0%} \
 of its write stage); inside the engine it takes a core from inference while it runs.
@@ -316,14 +406,17 @@ def main() -> None:
         help="cache of synthetic scenes and random models, reused when present",
     )
     p.add_argument("--out", type=Path, default=h.RESULTS_DIR)
+    p.add_argument("--provider-size", type=int, default=4000, help="openvino vs cpu scene side")
+    p.add_argument("--provider-repeats", type=int, default=2, help="interleaved pairs, ov vs cpu")
     p.add_argument("--quick", action="store_true", help="r34 at tile 128, 300/600 px, 2 repeats")
     args = p.parse_args()
     if args.quick:  # small tiles at the same overlap share as the real default
         args.model_kind, args.tile, args.overlap = "r34", 128, 16
         args.sizes, args.size, args.repeats, args.sweep_repeats = [300, 600], 300, 2, 1
-    model = args.model or random_model(args.scenes_dir, args.model_kind, args.tile)
+        args.provider_size, args.provider_repeats = 300, 1
+    model = args.model or h.random_model(args.scenes_dir, args.model_kind, args.tile)
     label = args.model.name if args.model else f"{args.model_kind} fp32 (random weights)"
-    sizes = sorted({*args.sizes, args.size})
+    sizes = sorted({*args.sizes, args.size, args.provider_size})
     scenes = {s: h.synthetic_scene(args.scenes_dir, s, seed=1) for s in sizes}
 
     eff = efficiency(scenes[args.size], model, args)
@@ -351,9 +444,13 @@ def main() -> None:
         path = strip(args.scenes_dir, scenes[top], base, height)
         runs = [run_engine(path, model, args) for _ in range(args.sweep_repeats)]
         strips.append({"width": base, "height": height, **sweep_entry(height, runs)})
+    versus = providers(scenes[args.provider_size], model, args)
+    plans = tile_plans({s: scenes[s] for s in (args.size, max(sizes))}, model, args)
     results = {
         "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
         "model": {"path": str(model), "label": label},
+        "providers": versus,
+        "tile_plans": plans,
         "efficiency": eff,
         "sweep": sweep,
         "strips": strips,
@@ -366,12 +463,11 @@ def main() -> None:
             "rss_max_mib": max(rss.values()),
         },
     }
-    tables = report(results, args)
     args.out.mkdir(parents=True, exist_ok=True)
     png = plot(sweep, args.out, label)
     results["plot"] = str(png) if png else None
-    path = h.write_results("engine", results, tables, args.out)
-    print(tables)
+    path = h.write_results("engine", results, render, args.out)
+    print((args.out / "engine.md").read_text())
     print(f"wrote {path}" + (f" and {png}" if png else ""))
 
 

@@ -66,17 +66,26 @@ def spread(values: Sequence[float]) -> float:
     return float((max(values) - min(values)) / m) if m else 0.0
 
 
-def matmul_gflops(repeats: int, n: int = 2048) -> list[float]:
-    """The machine's fp32 ceiling: GFLOP/s of an ``n x n`` matrix product in torch (MKL /
-    oneDNN, all cores), one figure per repeat. Called between the cases it bounds."""
+def matmul_gflops(repeats: int, n: int = 2048, precision: str = "fp32") -> list[float]:
+    """A ceiling of this machine: GFLOP/s (GOP/s for int8) of an ``n x n`` matrix product in
+    torch on all cores, one figure per repeat: ``fp32`` (MKL / oneDNN), ``bf16`` (oneDNN on the
+    AMX / AVX512-BF16 units where the CPU has them) or ``int8`` (``torch._int_mm``, int32
+    accumulation; VNNI / AMX-INT8). Called between the cases it bounds."""
     import torch
 
-    a, b = torch.randn(n, n), torch.randn(n, n)
-    torch.mm(a, b)  # warm-up: thread pool, first-touch pages
+    if precision == "int8":
+        a = torch.randint(-128, 127, (n, n), dtype=torch.int8)
+        b = torch.randint(-128, 127, (n, n), dtype=torch.int8)
+        product = torch._int_mm
+    else:
+        dtype = torch.bfloat16 if precision == "bf16" else torch.float32
+        a, b = torch.randn(n, n).to(dtype), torch.randn(n, n).to(dtype)
+        product = torch.mm
+    product(a, b)  # warm-up: thread pool, first-touch pages, kernels picked
     out = []
     for _ in range(repeats):
         t0 = time.perf_counter()
-        torch.mm(a, b)
+        product(a, b)
         out.append(2 * n**3 / (time.perf_counter() - t0) / 1e9)
     return out
 
@@ -112,8 +121,9 @@ def _version(module: str) -> str | None:
         return None
 
 
-#: What a result depends on: a run with uncommitted edits here is not a record of the code.
-CODE_PATHS = ("benchmarks", "cloudseg")
+#: What a result depends on: a run with uncommitted edits here is not a record of the code (the
+#: results and READMEs beside the scripts are not code).
+CODE_PATHS = ("benchmarks/*.py", "benchmarks/*.sh", "cloudseg")
 
 
 def _git_commit() -> str | None:
@@ -130,7 +140,9 @@ def _git_commit() -> str | None:
         ).stdout.strip()  # fmt: skip
         return out.stdout.strip() + ("+dirty" if dirty else "")
     except (OSError, subprocess.CalledProcessError):
-        return None
+        # A copy of the tree without .git (the GPU machine's): the commit it was copied from,
+        # when whoever started the run says so.
+        return os.environ.get("CLOUDSEG_COMMIT")
 
 
 def machine() -> dict[str, Any]:
@@ -151,7 +163,16 @@ def machine() -> dict[str, Any]:
         "python": platform.python_version(),
         "versions": {
             m: _version(m)
-            for m in ("torch", "onnxruntime-gpu", "onnxruntime", "numpy", "rasterio", "fastai")
+            for m in (
+                "torch",
+                "onnxruntime-gpu",
+                "onnxruntime",
+                "openvino",
+                "numpy",
+                "rasterio",
+                "fastai",
+                "ray",
+            )
             if _version(m)
         },
         "gpu": _gpu(),
@@ -304,10 +325,30 @@ def cached(target: Path, make: Callable[[Path], Path]) -> Path:
     return target
 
 
+#: cloudseg's console scripts by name, for where cloudseg runs from a checkout on PYTHONPATH
+#: without being pip-installed (the locked-down GPU machine of gpu_check.sh).
+ENTRY_POINTS = {
+    "synth": "cloudseg.data.synthetic_cli",
+    "train": "cloudseg.train.cli",
+    "export": "cloudseg.export.cli",
+    "run": "cloudseg.engine.cli",
+}
+
+
+def cloudseg(name: str) -> list[Any]:
+    """argv of ``cloudseg-<name>``: the venv's console script, else the same ``main`` through
+    ``python -c``."""
+    exe = BIN / f"cloudseg-{name}"
+    if exe.exists():
+        return [exe]
+    main = f"import sys; sys.argv[0] = 'cloudseg-{name}'; from {ENTRY_POINTS[name]} import main"
+    return [sys.executable, "-c", main + "; main()"]
+
+
 def synthetic_scene(cache: Path, size: int, seed: int, cloud_fraction: float | None = None) -> Path:
     """A cached synthetic Level-1 scene folder from ``cloudseg-synth scene`` (its cloud fraction
     drawn from the seed unless given)."""
-    cmd = [BIN / "cloudseg-synth", "scene", None, "--size", size, "--seed", seed, "-q"]
+    cmd = [*cloudseg("synth"), "scene", None, "--size", size, "--seed", seed, "-q"]
     name = f"scene-{size}-seed{seed}"
     if cloud_fraction is not None:
         cmd += ["--cloud-fraction", cloud_fraction]
@@ -318,3 +359,15 @@ def synthetic_scene(cache: Path, size: int, seed: int, cloud_fraction: float | N
         return tmp
 
     return cached(cache / name, make)
+
+
+def random_model(cache: Path, kind: str, tile: int) -> Path:
+    """A cached random-weights ONNX export of ``kind`` at a fixed ``tile``: random weights cost
+    what trained ones do, and the export (torch import, parity check) takes 20-60 s."""
+
+    def make(tmp: Path) -> Path:
+        cmd = [*cloudseg("export"), "--model", kind, "--random-init", "--tile", tile]
+        run_with_peak_rss([*cmd, "--out", tmp])
+        return tmp
+
+    return cached(cache / f"{kind}-random-t{tile}.onnx", make)

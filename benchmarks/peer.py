@@ -42,7 +42,6 @@ SEED, CLOUD_FRACTION = 5, 0.3
 SHIFT = 10  # px the ukis grid moves for its self-agreement
 TARGET_SIZE, TARGET_RSS_SHARE = 4096, 0.2  # the issue: faster, <= 1/5 of ukis's peak RSS at 4096
 INSTALL = 'ukis-csmask is not installed: .venv/bin/pip install --no-deps "ukis-csmask>=1.0"'
-BIN = harness.BIN
 SELF = str(Path(__file__).resolve())
 
 
@@ -160,7 +159,7 @@ def run_ukis(folder: Path, work: Path, batch: int) -> dict:
 
 def run_cloudseg(folder: Path, work: Path, model: Path, batch: int) -> dict:
     out = work / f"cloudseg-{folder.name}"
-    cmd = [BIN / "cloudseg-run", folder, "--model", model, "--out", out, "--batch", batch,
+    cmd = [*harness.cloudseg("run"), folder, "--model", model, "--out", out, "--batch", batch,
            "--provider", "cpu", "--quiet", "--overwrite"]  # fmt: skip
     r = harness.run_with_peak_rss(cmd)
     summary = json.loads(next(out.glob("*_summary.json")).read_text())
@@ -270,7 +269,7 @@ def measure(args: argparse.Namespace, work: Path, model: Path) -> dict:
     }
 
 
-def tables(res: dict) -> str:
+def render(res: dict) -> str:
     u, c, ratio, t, a = (res[k] for k in ("ukis", "cloudseg", "ratios", "targets", "agreement"))
     u, c = u["median"], c["median"]
     size = res["scene"]["size"]
@@ -374,8 +373,8 @@ def main(argv: list[str] | None = None) -> int:
     for side in ("ukis", "cloudseg"):
         for run in results[side]["runs"]:
             run.pop("mask")  # temporary paths, gone now
-    text = tables(results)
-    path = harness.write_results("peer", results, text, args.out)
+    path = harness.write_results("peer", results, render, args.out)
+    text = (args.out / "peer.md").read_text()
     print(text + f"\nwrote {path}")
     return 0
 

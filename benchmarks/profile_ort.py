@@ -80,17 +80,24 @@ def profile(path: Path, batch: int, tile: int, runs: int) -> dict[str, Any]:
     return {"run_ms": harness.median(runs_us) / 1e3, "kernel_ms": total / runs / 1e3, "ops": ops}
 
 
-def table(label: str, batch: int, args: argparse.Namespace, prof: dict[str, Any]) -> str:
-    conv = sum(v["share"] for op, v in prof["ops"].items() if "Conv" in op)
-    rows = [[op, v["ms_per_run"], f"{100 * v['share']:.1f} %", v["nodes"]]
-            for op, v in prof["ops"].items() if v["share"] >= 0.005]  # fmt: skip
-    return (
-        f"**{label}**, batch {batch}, tile {args.tile}: {prof['run_ms']:.0f} ms a run (median of "
-        f"{args.runs}, {prof['run_ms'] / batch:.0f} ms a tile); convolutions "
-        f"{100 * conv:.0f} % of kernel time\n\n"
-        + harness.table(["operator", "ms per run", "share", "nodes"], rows)
-        + "\n"
-    )
+def render(doc: dict[str, Any]) -> str:
+    """The tables of a result, from its JSON document alone."""
+    config = doc["config"]
+    out = ""
+    for key, prof in doc["models"].items():
+        model, batch = key.split(" batch ")
+        conv = sum(v["share"] for op, v in prof["ops"].items() if "Conv" in op)
+        rows = [[op, v["ms_per_run"], f"{100 * v['share']:.1f} %", v["nodes"]]
+                for op, v in prof["ops"].items() if v["share"] >= 0.005]  # fmt: skip
+        out += (
+            f"**{model} {config['variant']}**, batch {batch}, tile {config['tile']}: "
+            f"{prof['run_ms']:.0f} ms a run (median of {config['runs']}, "
+            f"{prof['run_ms'] / int(batch):.0f} ms a tile); convolutions "
+            f"{100 * conv:.0f} % of kernel time\n\n"
+            + harness.table(["operator", "ms per run", "share", "nodes"], rows)
+            + "\n"
+        )
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -106,17 +113,15 @@ def main(argv: list[str] | None = None) -> int:
     if args.quick:
         args.tile, args.batches, args.runs = 64, [1], 1
     results: dict[str, Any] = {"config": {k: str(v) for k, v in vars(args).items()}, "models": {}}
-    tables = ""
     with tempfile.TemporaryDirectory(prefix="cloudseg-profile-") as tmp:
         for model in args.models:
             path = export_random(model, args.tile, Path(tmp) / f"{model}.onnx", args.variant)
             for batch in args.batches:
                 prof = profile(path, batch, args.tile, args.runs)
                 results["models"][f"{model} batch {batch}"] = prof
-                tables += table(f"{model} {args.variant}", batch, args, prof)
     name = "profile_ort" if args.variant == "fp32" else f"profile_ort_{args.variant}"
-    path = harness.write_results(name, results, tables, args.out)
-    print(tables)
+    path = harness.write_results(name, results, render, args.out)
+    print((args.out / f"{name}.md").read_text())
     print(f"results: {path}")
     return 0
 

@@ -41,3 +41,17 @@ def test_engine_quick_writes_results(run_quick):
     for key in ("rss_ratio", "rss_height_ratio", "rss_max_mib"):
         assert positive(targets[key])
     assert isinstance(targets["efficiency_pass"], bool)
+
+    versus = doc["providers"]
+    assert set(versus["runs"]) == {"cpu", "openvino"}
+    assert all(len(runs) == doc["config"]["provider_repeats"] for runs in versus["runs"].values())
+    assert positive(versus["speedup_end_to_end"]) and positive(versus["speedup_wall"])
+    assert {r["precision"] for r in versus["runs"]["cpu"]} == {"fp32"}
+    assert versus["precision"] in {"bf16", "fp32"}
+
+    plans = doc["tile_plans"]
+    assert {p["provider"] for p in plans} == {"cpu", "openvino", "tensorrt"}
+    for plan in plans:
+        # The plan computes at least every valid pixel once, and picks its best candidate.
+        assert plan["ratio"] >= 1.0 and plan["tile"] % 32 == 0, plan
+        assert plan["ratio"] <= min(plan["candidates"].values()) + 1e-3, plan

@@ -62,12 +62,17 @@ def test_table_formats_floats_to_three_figures() -> None:
 def test_write_results_records_command_and_machine(tmp_path: Path) -> None:
     import json
 
-    path = harness.write_results("demo", {"figure": 1.5}, "| a |\n", tmp_path)
+    def render(doc: dict) -> str:
+        return f"| a | {doc['figure']} |\n"
+
+    path = harness.write_results("demo", {"figure": 1.5}, render, tmp_path)
     doc = json.loads(path.read_text())
     assert doc["benchmark"] == "demo" and doc["figure"] == 1.5
+    assert doc["script"] == Path(sys.argv[0]).stem
     assert doc["command"].startswith("python ")
     assert doc["machine"]["cores"] >= 1
-    assert (tmp_path / "demo.md").read_text().endswith("| a |\n")
+    text = (tmp_path / "demo.md").read_text()
+    assert text.endswith("| a | 1.5 |\n") and text == harness.markdown(doc, render)
 
 
 def test_readme_blocks_are_replaced_by_results(tmp_path: Path) -> None:
