@@ -98,6 +98,10 @@ def render(doc: dict[str, Any]) -> str:
         f"load, scenes, report), median of {cfg['repeats']} interleaved repeats.\n\n"
     )
     out += h.table(head.split("|"), rows) + "\n"
+    out += (
+        "Peak RSS is the cloudseg-run process's own (getrusage of the child): with Ray the "
+        "model and tiles live in the actor processes, so that row counts the driver only.\n\n"
+    )
     single = many["sum_of_single_calls_seconds"]
     out += (
         f"**One call or many**: {many['scenes']} scenes of {cfg['small_size']} px: one call "

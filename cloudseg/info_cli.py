@@ -107,6 +107,21 @@ def _is_dataset(path: Path) -> bool:
     return has_split or any(path.glob("*_patches_*.csv"))
 
 
+def _shown(section: str, value: Any) -> Any:
+    """One readable line per entry: a provider's status, a model's state and what it is."""
+    if not isinstance(value, dict):
+        return value
+    if section == "providers":
+        return value.get("status", value)
+    if section == "models":
+        if not value.get("available"):
+            return f"missing: {value.get('missing', '?')}"
+        what = value.get("what") or value.get("card", "")
+        where = f" ({value['path']})" if value.get("path") else ""
+        return f"available: {what}{where}"
+    return value
+
+
 @click.command(epilog=EPILOG)
 @click.argument("path", required=False, type=click.Path(exists=True, path_type=Path))
 @click.option("--providers", is_flag=True, help="Which inference providers load here.")
@@ -138,7 +153,6 @@ def main(path: Path | None, providers: bool, list_models: bool, as_json: bool) -
         if isinstance(value, dict):
             click.echo(f"{key}:")
             for k, v in value.items():
-                shown = v.get("status", v) if isinstance(v, dict) and key == "providers" else v
-                click.echo(f"  {k}: {shown}")
+                click.echo(f"  {k}: {_shown(key, v)}")
         else:
             click.echo(f"{key}: {value}")

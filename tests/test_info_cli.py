@@ -105,3 +105,22 @@ def test_dataset_with_csv_naming_a_missing_patch(tmp_path):
     result = CliRunner().invoke(main, [str(root)])
     assert result.exit_code == 1
     assert result.output.count("\n") == 1 and victim.name in result.output
+
+
+def test_models_text_is_one_line_per_model(tmp_path, monkeypatch):
+    """Text output names each model's state in words, not as a Python dict."""
+    from cloudseg.engine.models import NAMED
+
+    monkeypatch.setenv("CLOUDSEG_HOME", str(tmp_path / "home"))
+    result = CliRunner().invoke(main, ["--models"])
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert lines[0] == "models:"
+    shown = dict(line.strip().split(": ", 1) for line in lines[1:])
+    assert set(NAMED) <= set(shown)
+    for name in NAMED:
+        assert shown[name].startswith(("available: ", "missing: ")), shown[name]
+        assert "{" not in shown[name]
+    # Nothing exported in an empty home: the models that need an export say so.
+    exported = [n for n, m in NAMED.items() if m.source == "export"]
+    assert exported and all(shown[n].startswith("missing: ") for n in exported)

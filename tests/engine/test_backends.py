@@ -284,7 +284,8 @@ def test_openvino_backend_matches_onnx_runtime(r34_run, scene_tiles, tmp_path) -
     assert got["f32_max_diff"] < 1e-4
     assert got["auto"]["precision"] == auto_precision_here()  # bf16 on AMX / AVX512-BF16 CPUs
     assert got["auto"]["infer_requests"] == 2 and got["auto"]["runtime"].startswith("openvino")
-    assert got["auto_agreement"] > 0.99
+    # The bar for a precision change: >= 99.5 % of pixels the same, with trained weights.
+    assert got["auto_agreement"] >= 0.995, got["auto_agreement"]
 
 
 def auto_precision_here() -> str:
