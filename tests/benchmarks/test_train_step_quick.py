@@ -4,7 +4,8 @@ import pytest
 
 
 def test_train_step_quick_writes_results(run_quick) -> None:
-    doc = run_quick("train_step")
+    doc = run_quick("train_step", "--no-demo")
+    assert "demo" not in doc
     assert doc["auto_precision"] in ("bf16", "fp32")
     (row,) = doc["rows"]
     assert row["model"] == "r34"
@@ -14,3 +15,14 @@ def test_train_step_quick_writes_results(run_quick) -> None:
     assert row["bf16_speedup"] == pytest.approx(row["median_s"]["f32"] / row["median_s"]["bf16"])
     # The bf16 steps really ran under autocast; the fp32 ones did not.
     assert row["logits_dtype"] == {"f32": "float32", "bf16": "bfloat16"}
+
+
+@pytest.mark.slow
+def test_train_step_quick_times_the_demo_training(run_quick) -> None:
+    doc = run_quick("train_step")
+    demo = doc["demo"]
+    assert demo["precision"] == {"fp32": "fp32", "auto": doc["auto_precision"]}
+    assert all(len(t) == 1 and t[0] > 0 for t in demo["seconds"].values())
+    assert demo["auto_speedup"] == pytest.approx(
+        demo["median_s"]["fp32"] / demo["median_s"]["auto"]
+    )
