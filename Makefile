@@ -3,6 +3,8 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 DEMO   ?= demo
+# Training precision of the demo: auto is bf16 on CPUs with AVX512-BF16 or AMX (see README).
+DEMO_PRECISION ?= auto
 # The stamp is rebuilt when pyproject.toml changes, so `make test` installs only when needed.
 STAMP  := $(VENV)/.installed
 
@@ -37,7 +39,8 @@ demo: install
 	$(BIN)/cloudseg-eda $(DEMO)/38cloud --out $(DEMO)/eda --overwrite -q
 	$(DEMO_ENV) $(BIN)/cloudseg-train --model r18 $(DEMO)/38cloud --no-pretrained --size 128 \
 		--epochs 6 --fine-tune-size 256 --fine-tune-epochs 1 --bs 8 --lr 1e-3 --cache \
-		--stats $(DEMO)/eda/band_stats.json --out $(DEMO)/home/runs/r18-demo --overwrite -q
+		--stats $(DEMO)/eda/band_stats.json --precision $(DEMO_PRECISION) \
+		--out $(DEMO)/home/runs/r18-demo --overwrite -q
 	$(DEMO_ENV) $(BIN)/cloudseg-export --model r18 --overwrite
 	$(DEMO_ENV) $(BIN)/cloudseg-run $(DEMO)/scene --out $(DEMO)/run --overwrite -q
 	$(BIN)/cloudseg-eval scenes $(DEMO)/run/*_cloudmask.tif --truth $(DEMO)/scene -q

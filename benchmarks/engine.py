@@ -408,12 +408,15 @@ def main() -> None:
     p.add_argument("--out", type=Path, default=h.RESULTS_DIR)
     p.add_argument("--provider-size", type=int, default=4000, help="openvino vs cpu scene side")
     p.add_argument("--provider-repeats", type=int, default=2, help="interleaved pairs, ov vs cpu")
+    p.add_argument("--plan-size", type=int, default=7800,
+                   help="side of the full-size scene the tile choice is judged on (a Landsat 8 "
+                        "scene is about 7,700 x 7,800 px; only planned, not run)")  # fmt: skip
     p.add_argument("--quick", action="store_true", help="r34 at tile 128, 300/600 px, 2 repeats")
     args = p.parse_args()
     if args.quick:  # small tiles at the same overlap share as the real default
         args.model_kind, args.tile, args.overlap = "r34", 128, 16
         args.sizes, args.size, args.repeats, args.sweep_repeats = [300, 600], 300, 2, 1
-        args.provider_size, args.provider_repeats = 300, 1
+        args.provider_size, args.provider_repeats, args.plan_size = 300, 1, 600
     model = args.model or h.random_model(args.scenes_dir, args.model_kind, args.tile)
     label = args.model.name if args.model else f"{args.model_kind} fp32 (random weights)"
     sizes = sorted({*args.sizes, args.size, args.provider_size})
@@ -445,7 +448,10 @@ def main() -> None:
         runs = [run_engine(path, model, args) for _ in range(args.sweep_repeats)]
         strips.append({"width": base, "height": height, **sweep_entry(height, runs)})
     versus = providers(scenes[args.provider_size], model, args)
-    plans = tile_plans({s: scenes[s] for s in (args.size, max(sizes))}, model, args)
+    plan_scene = scenes.get(args.plan_size) or h.synthetic_scene(
+        args.scenes_dir, args.plan_size, seed=1
+    )
+    plans = tile_plans({args.size: scenes[args.size], args.plan_size: plan_scene}, model, args)
     results = {
         "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
         "model": {"path": str(model), "label": label},

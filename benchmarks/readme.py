@@ -19,6 +19,8 @@ from pathlib import Path
 BENCH_DIR = Path(__file__).resolve().parent
 README = BENCH_DIR / "README.md"
 RESULTS = BENCH_DIR / "results"
+#: Results not made by ``python benchmarks/<name>.py`` alone.
+HOW_TO_RUN = {"gpu": "`make gpu-check` on a machine with an NVIDIA GPU"}
 BLOCK = re.compile(r"(<!-- results:(\w+) -->\n)(.*?)(<!-- /results:\2 -->)", re.S)
 
 
@@ -29,11 +31,8 @@ def render(readme: str, results: Path) -> str:
     def fill(match: re.Match[str]) -> str:
         start, name, _, end = match.groups()
         path = results / f"{name}.md"
-        body = (
-            path.read_text()
-            if path.is_file()
-            else f"_Not run yet: `python benchmarks/{name}.py`._\n"
-        )
+        how = HOW_TO_RUN.get(name, f"`python benchmarks/{name}.py`")
+        body = path.read_text() if path.is_file() else f"_Not run yet: {how}._\n"
         return f"{start}{body}{end}"
 
     return BLOCK.sub(fill, readme)
