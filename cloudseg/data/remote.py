@@ -101,9 +101,14 @@ def transient(exc: BaseException) -> bool:
     return any(word in text for word in _TRANSIENT)
 
 
-def with_retries(what: str, action: Callable[[], T], catch: tuple[type[BaseException], ...]) -> T:
+def _retrying(
+    what: str,
+    action: Callable[[], T],
+    catch: tuple[type[BaseException], ...],
+    judge: Callable[[BaseException], tuple[bool, str]],
+) -> T:
     """``action()``, tried up to :data:`ATTEMPTS` times with a doubling delay while it fails
-    with a :func:`transient` error of a type in ``catch``.
+    with an error of a type in ``catch`` that ``judge`` calls transient.
 
     Raises:
         SceneError: it failed for good; names ``what`` and the reason (and the tries).
@@ -113,14 +118,29 @@ def with_retries(what: str, action: Callable[[], T], catch: tuple[type[BaseExcep
         try:
             return action()
         except catch as exc:
-            reason = describe(exc) if isinstance(exc, RasterioIOError) else _reason(exc)
-            if not transient(exc):
+            again, reason = judge(exc)
+            if not again:
                 raise SceneError(f"{what}: {reason}") from None
             if attempt == ATTEMPTS:
                 raise SceneError(f"{what}: failed after {ATTEMPTS} tries: {reason}") from None
             time.sleep(delay)
             delay *= 2
     raise AssertionError("unreachable")
+
+
+def with_retries(what: str, action: Callable[[], T], catch: tuple[type[BaseException], ...]) -> T:
+    """``action()``, retried while it fails with a :func:`transient` error of a type in
+    ``catch``.
+
+    Raises:
+        SceneError: it failed for good; names ``what`` and the reason (and the tries).
+    """
+
+    def judge(exc: BaseException) -> tuple[bool, str]:
+        reason = describe(exc) if isinstance(exc, RasterioIOError) else _reason(exc)
+        return transient(exc), reason
+
+    return _retrying(what, action, catch, judge)
 
 
 def http_reason(url: str) -> tuple[bool, str]:
@@ -147,22 +167,13 @@ def open_with_retries(name: str, open_: Callable[[], T]) -> T:
         SceneError: it failed for good; one line naming the URL and why.
     """
     url = url_of(name)
-    delay = FIRST_DELAY
-    for attempt in range(1, ATTEMPTS + 1):
-        try:
-            return open_()
-        except RasterioIOError as exc:
-            if url.startswith(("http://", "https://")):
-                again, reason = http_reason(url)
-            else:  # s3: GDAL's own words are all there is
-                again, reason = transient(exc), describe(exc)
-            if not again:
-                raise SceneError(f"{url}: {reason}") from None
-            if attempt == ATTEMPTS:
-                raise SceneError(f"{url}: failed after {ATTEMPTS} tries: {reason}") from None
-            time.sleep(delay)
-            delay *= 2
-    raise AssertionError("unreachable")
+
+    def judge(exc: BaseException) -> tuple[bool, str]:
+        if url.startswith(("http://", "https://")):
+            return http_reason(url)
+        return transient(exc), describe(exc)  # s3: GDAL's own words are all there is
+
+    return _retrying(url, open_, (RasterioIOError,), judge)
 
 
 def _reason(exc: BaseException) -> str:
