@@ -65,14 +65,11 @@ class SceneWorker:
 
     def mask(self, spec: str) -> dict[str, Any]:
         """Mask one scene; what happened, as a report entry's fields."""
-        import rasterio
-
-        from cloudseg.data import remote
-        from cloudseg.engine.scene_task import finish, infer, prepare
+        from cloudseg.engine.scene_task import finish, gdal_env, infer, prepare
         from cloudseg.errors import CloudsegError
 
         try:
-            with rasterio.Env(GDAL_CACHEMAX=128, **remote.gdal_options()):
+            with gdal_env():
                 prepared = prepare(spec, self.plan)
                 if prepared.job is None:
                     return {"status": "skipped", "scene_id": prepared.scene.scene_id}

@@ -16,36 +16,36 @@ Every scene's fate goes into the run report (:mod:`cloudseg.engine.report`) as i
 from __future__ import annotations
 
 import logging
-import os
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-import rasterio
 from tqdm import tqdm
 
 from cloudseg.card import ModelCard, read_json
 from cloudseg.card import read as read_card
-from cloudseg.data import remote
 from cloudseg.data.sources import expand, open_any
 from cloudseg.engine import models
 from cloudseg.engine.backend import Backend
 from cloudseg.engine.config import RunConfig, default_batch
 from cloudseg.engine.registry import choose, is_torch_model, open_backend
 from cloudseg.engine.report import RunOutcome, RunReport, SceneEntry, run_key
-from cloudseg.engine.scene_task import Prepared, RunPlan, finish, infer, out_dir_for, prepare
+from cloudseg.engine.scene_task import (
+    Prepared,
+    RunPlan,
+    finish,
+    gdal_env,
+    infer,
+    out_dir_for,
+    prepare,
+)
 from cloudseg.engine.tile_plan import plan_tiles
 from cloudseg.engine.tiling import TileSpec
 from cloudseg.errors import CloudsegError
 
 log = logging.getLogger("cloudseg.run")
 
-#: GDAL's block cache, in MB. GDAL's default is 5 % of RAM, and blocks read and written stay in
-#: it, so peak memory grew with scene size (measured: 469 -> 637 MiB from 3000 to 6000 rows);
-#: with a fixed cache it stays flat. Reads are windowed and writes go out tile row by tile row,
-#: so a small cache costs nothing. ``GDAL_CACHEMAX`` in the environment still wins.
-GDAL_CACHE_MB = 128
 
 __all__ = ["RunConfig", "RunOutcome", "default_batch", "model_card", "run"]
 
@@ -60,9 +60,7 @@ def model_card(model: Path) -> ModelCard:
 
 def run(scenes: list[str | Path], config: RunConfig) -> RunOutcome:
     """Mask every scene (``@manifest`` arguments expanded); see the module docstring."""
-    cache = os.environ.get("GDAL_CACHEMAX", GDAL_CACHE_MB)
-    gdal = {"GDAL_CACHEMAX": int(cache) if str(cache).isdigit() else cache}
-    with rasterio.Env(**gdal, **remote.gdal_options()):
+    with gdal_env():
         return _run(expand([str(s) for s in scenes]), config)
 
 

@@ -34,6 +34,24 @@ from cloudseg.engine.tiling import TileSpec
 from cloudseg.errors import OutputExistsError
 from cloudseg.scene import Scene, check_value_kind
 
+#: GDAL's block cache, in MB. GDAL's default is 5 % of RAM, and blocks read and written stay in
+#: it, so peak memory grew with scene size (measured: 469 -> 637 MiB from 3000 to 6000 rows);
+#: with a fixed cache it stays flat. Reads are windowed and writes go out tile row by tile row,
+#: so a small cache costs nothing. ``GDAL_CACHEMAX`` in the environment still wins.
+GDAL_CACHE_MB = 128
+
+
+def gdal_env() -> Any:
+    """The GDAL settings every runner masks scenes under (one process or a Ray worker): the
+    fixed block cache and the COG / network options of :func:`cloudseg.data.remote.gdal_options`."""
+    import rasterio
+
+    from cloudseg.data import remote
+
+    cache = os.environ.get("GDAL_CACHEMAX", GDAL_CACHE_MB)
+    gdal = {"GDAL_CACHEMAX": int(cache) if str(cache).isdigit() else cache}
+    return rasterio.Env(**gdal, **remote.gdal_options())
+
 
 @dataclass(frozen=True)
 class RunPlan:
