@@ -136,3 +136,76 @@ def scenes(
         else:
             confusions = evaluate_masks(masks, Path(truth), chunk_rows, progress=bar.update)
     _write_and_print(confusions, out or Path(masks[0]).parent)
+
+
+PROVE_EPILOG = """\b
+Examples:
+  cloudseg-eval prove --model ukis-l1c --provider openvino --precision bf16
+  cloudseg-eval prove --model ukis-l2a --provider openvino --precision bf16 --reference shared/data
+  cloudseg-eval prove --model ~/.cache/cloudseg/runs/r34-20261126 --provider torch --precision bf16
+
+Runs every real reference scene that gives the model's values (the L8 Biome tiles and the real
+USGS products of --reference) in f32 and in PRECISION on the same runtime, and keeps the result
+in $CLOUDSEG_HOME/proofs. The precision is proven when the mask codes agree on at least 99.5 %
+of the valid pixels of every scene; then --precision auto runs it for this model file, runtime
+and CPU. Exit 0 either way: the verdict is printed and kept.
+"""
+
+
+@main.command(epilog=PROVE_EPILOG)
+@click.option("--model", required=True, help="A named model, an ONNX file or a torch run folder.")
+@click.option(
+    "--provider",
+    type=click.Choice(["openvino", "torch", "cpu", "cuda", "tensorrt"]),
+    required=True,
+    help="The runtime to prove the precision on.",
+)
+@click.option(
+    "--precision",
+    type=click.Choice(["bf16", "f16"]),
+    required=True,
+    help="The reduced precision to prove against f32.",
+)
+@click.option(
+    "--reference",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Folder of real reference scenes (biome-l8/, landsat-real/); default "
+    "$CLOUDSEG_REFERENCE, else the project's shared/data.",
+)
+@click.option("--threads", type=click.IntRange(1), default=None, help="CPU threads.")
+@quiet_option
+@one_line_errors
+def prove(
+    model: str,
+    provider: str,
+    precision: str,
+    reference: Path | None,
+    threads: int | None,
+    quiet: bool,
+) -> None:
+    """Prove (or disprove) that PRECISION gives fp32's masks on every real reference scene."""
+    from cloudseg.engine import models, proof
+    from cloudseg.engine.registry import make_backend
+    from cloudseg.engine.run import model_card
+
+    path = models.resolve(model)
+    card = model_card(path)
+    shadow = bool(card.shadow_classes)  # judge the codes the model can write, shadow included
+
+    def make(p: str):  # noqa: ANN202
+        return make_backend(path, provider, proof.options_for(p, card.tile_size, shadow, threads))
+
+    fast = make(precision)  # fails here, in one line, if this runtime cannot run PRECISION
+    key = proof.key_for(fast, path, precision)
+    fast.close()
+
+    def say(name: str, value: float) -> None:
+        if not quiet:
+            mark = "" if value >= proof.MIN_AGREEMENT else "   <- below the bar"
+            click.echo(f"  {name}: {100 * value:.2f} % equal to f32{mark}")
+
+    result = proof.measure(key, make, reference, say)
+    kept = proof.save(result)
+    click.echo(f"{card.name}: {result.line()}")
+    click.echo(f"kept in {kept}")

@@ -1,12 +1,18 @@
 """Shared by every test: helper modules in ``tests/helpers`` are importable by name, and the
 path of the real 38-Cloud sample that CI lays beside the checkout."""
 
+import os
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent / "helpers"))
+
+# Every test (and every command it starts) gets its own cloudseg home: a proof, model or run the
+# developer keeps in ~/.cache/cloudseg must not change what --precision auto or --model picks.
+os.environ["CLOUDSEG_HOME"] = tempfile.mkdtemp(prefix="cloudseg-test-home-")
 
 #: ``../shared/data/38cloud-sample`` relative to the repository: 12 real 38-Cloud patches.
 SAMPLE = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "38cloud-sample"

@@ -128,7 +128,7 @@ class LandsatScene:
         if kind == "toa_reflectance":
             return toa_reflectance(raw, BANDS, self.mtl)
         if kind == "surface_reflectance":
-            return surface_reflectance(raw, BANDS, self.mtl, clip=True)
+            return surface_reflectance(raw, BANDS, self.mtl)
         return raw
 
 

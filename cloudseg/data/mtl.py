@@ -53,9 +53,13 @@ CLOUD_COVER_KEYS = (("IMAGE_ATTRIBUTES", "CLOUD_COVER"),)
 #: Groups holding ``REFLECTANCE_MULT_BAND_n`` / ``REFLECTANCE_ADD_BAND_n`` for each product level.
 TOA_GROUPS = ("LEVEL1_RADIOMETRIC_RESCALING", "RADIOMETRIC_RESCALING")
 SR_GROUPS = ("LEVEL2_SURFACE_REFLECTANCE_PARAMETERS",)
-#: Collection 2 Level-2 surface reflectance: valid DN range (reflectance about 0 to 1); values
-#: outside it are physically implausible (negative over dark water and shadow after atmospheric
-#: correction, above 1 where the Level-1 band saturated) and are clipped into it. 0 is fill.
+#: Collection 2 Level-2 surface reflectance: USGS's valid DN range, reflectance 0.0 to 1.0. 0 is
+#: fill. Below the lower bound reflectance is negative (atmospheric correction over dark water
+#: and shadow), which no surface has: such DN are raised to the bound (reflectance 0). Above the
+#: upper bound are real values, kept as they are: bright cloud and snow reach reflectance 1.2+
+#: (DN up to about 52,000 in the real products of shared/data); clipping them there turned thick
+#: cloud into "clear" for ukis-l2a (93.7 % cloud unclipped, 37.1 % clipped, on a real overcast
+#: scene). A model that needs a clip declares it on its card; the reader does not clip.
 SR_VALID_DN = (7273, 43636)
 MULT_KEY = "REFLECTANCE_MULT_BAND_{n}"
 ADD_KEY = "REFLECTANCE_ADD_BAND_{n}"
@@ -274,22 +278,24 @@ def toa_reflectance(
 
 
 def surface_reflectance(
-    dn: np.ndarray, bands: Sequence[str], mtl: Mtl, nodata: float = 0.0, clip: bool = False
+    dn: np.ndarray, bands: Sequence[str], mtl: Mtl, nodata: float = 0.0
 ) -> np.ndarray:
     """Level-2 DN to surface reflectance, ``M * dn + A`` (no sun-angle term: already applied).
+
+    Fill (0) becomes ``nodata``; DN below USGS's lower bound are raised to it (reflectance 0);
+    bright values above 1.0 are kept (:data:`SR_VALID_DN`).
 
     Args:
         dn: ``(B, h, w)`` uint16 Level-2 ``_SR_B<n>`` digital numbers.
         bands: contract band names of ``dn``'s first axis.
         mtl: the scene's Level-2 MTL (``LEVEL2_SURFACE_REFLECTANCE_PARAMETERS``).
         nodata: value written where ``dn == 0``, as in :func:`toa_reflectance`.
-        clip: clip valid DN into :data:`SR_VALID_DN` first (what a model should see).
 
     Returns:
-        ``(B, h, w)`` float32 surface reflectance.
+        ``(B, h, w)`` float32 surface reflectance, >= 0 where valid, unbounded above.
     """
     if not mtl.sr:
         raise SceneError(f"MTL file {mtl.path} has no LEVEL2_SURFACE_REFLECTANCE_PARAMETERS")
-    if clip:
-        dn = np.where(dn == 0, dn, np.clip(dn, *SR_VALID_DN)).astype(dn.dtype, copy=False)
+    low = np.asarray(SR_VALID_DN[0], dn.dtype)
+    dn = np.where((dn > 0) & (dn < low), low, dn)
     return _rescale(dn, bands, mtl.sr, mtl, 1.0, nodata)

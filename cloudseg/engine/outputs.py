@@ -42,7 +42,7 @@ from cloudseg.engine import vector
 from cloudseg.engine.cog import BLOCK, finish_geotiff
 from cloudseg.engine.dilate import dilate_file
 from cloudseg.engine.preview import PREVIEW_MAX_SIDE, PreviewBuffer, preview_scale_for
-from cloudseg.engine.summary import CLOUD, NODATA, SHADOW, SceneStats
+from cloudseg.engine.summary import NODATA, SceneStats, mask_codes
 from cloudseg.metrics import Confusion
 
 __all__ = ["OutputPaths", "SceneWriter"]
@@ -205,16 +205,9 @@ class SceneWriter:
             self._threshold = float(threshold)
         elif threshold != self._threshold:
             raise ValueError(f"threshold changed from {self._threshold} to {threshold} mid-scene")
-        cloud = prob_rows > threshold
-        codes = cloud.astype(np.uint8) * np.uint8(CLOUD)
-        if shadow_rows is not None:
-            # Shadow where it is the likeliest of clear, cloud and shadow (the classes sum to 1),
-            # and the pixel is not cloud: the model's own call, as ukis-csmask's argmax.
-            clear_rows = 1.0 - prob_rows - shadow_rows
-            shade = ~cloud & (shadow_rows > clear_rows) & (shadow_rows >= prob_rows)
-            codes[shade] = SHADOW
+        mask, cloud, shade = mask_codes(prob_rows, shadow_rows, valid_rows, threshold)
+        if shade is not None:
             self._shadow = (self._shadow or 0) + int(np.count_nonzero(shade & valid_rows))
-        mask = np.where(valid_rows, codes, np.uint8(NODATA))
         self._valid += int(np.count_nonzero(valid_rows))
         self._cloud += int(np.count_nonzero(cloud & valid_rows))
         if qa is not None:

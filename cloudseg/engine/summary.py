@@ -26,6 +26,33 @@ CLEAR, CLOUD, SHADOW, NODATA = 0, 1, 2, 255
 MASK_CODES = {CLEAR: "clear", CLOUD: "cloud", SHADOW: "cloud shadow", NODATA: "no data"}
 
 
+def mask_codes(
+    cloud_prob: np.ndarray, shadow_prob: np.ndarray | None, valid: np.ndarray, threshold: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """Mask codes of probability rows: the one rule the writer and in-memory answers share.
+
+    Args:
+        cloud_prob: ``(..., W)`` float32 cloud probability.
+        shadow_prob: same shape, cloud-shadow probability, or None (no shadow class asked).
+        valid: same shape, bool: pixels with data.
+        threshold: cloud where ``cloud_prob > threshold``.
+
+    Returns:
+        ``(codes, cloud, shade)``: uint8 codes (:data:`MASK_CODES`), and the cloud and shadow
+        decisions before no data is applied (``shade`` None without a shadow plane).
+    """
+    cloud = cloud_prob > threshold
+    codes = cloud.astype(np.uint8) * np.uint8(CLOUD)
+    shade = None
+    if shadow_prob is not None:
+        # Shadow where it is the likeliest of clear, cloud and shadow (the classes sum to 1),
+        # and the pixel is not cloud: the model's own call, as ukis-csmask's argmax.
+        clear = 1.0 - cloud_prob - shadow_prob
+        shade = ~cloud & (shadow_prob > clear) & (shadow_prob >= cloud_prob)
+        codes[shade] = SHADOW
+    return np.where(valid, codes, np.uint8(NODATA)), cloud, shade
+
+
 @dataclass(frozen=True)
 class SceneStats:
     """Counts of one written mask; percentages derive from them."""

@@ -8,7 +8,8 @@ never imports train"), so the comparison with ONNX Runtime is of backends only.
 At its best on each device, because the benchmarks compare engine against native *best against
 best*: channels-last memory format (oneDNN's and cuDNN's fast convolution layout), autocast to
 bf16 or fp16 (``--precision``; ``auto`` picks bf16 on CPUs with AVX512-BF16/AMX and on GPUs that
-support it, fp16 on older GPUs, fp32 elsewhere), and on CUDA pinned host buffers with
+support it, fp16 on older GPUs, fp32 elsewhere, and each only once proven on the real
+reference scenes for this checkpoint: :mod:`cloudseg.engine.proof`), and on CUDA pinned host buffers with
 non-blocking copies and a captured CUDA graph replayed for every batch (one fixed shape: the
 pipeline pads the last batch).
 """
@@ -23,6 +24,7 @@ import numpy as np
 
 from cloudseg.card import ModelCard
 from cloudseg.engine.backend import BackendOptions, check_batch, chunks, mask_channels
+from cloudseg.engine.proof import ProofKey, cpu_hardware, resolve_auto, sha256
 from cloudseg.errors import MissingFileError, ProviderError
 
 try:
@@ -81,9 +83,7 @@ class TorchBackend:
         net, self.card = _load(Path(model))
         self.batch, self.tile = options.batch, self.card.check_tile(options.tile)
         self.channels = mask_channels(self.card, options.shadow)
-        self.precision = (
-            auto_precision(self.device) if options.precision == "auto" else options.precision
-        )
+        self.precision, self.proof = self._precision(Path(model), options.precision)
         self.dtype = DTYPES[self.precision]
         self.providers = [f"torch:{self.device}"]
         self.slots = 1
@@ -93,6 +93,19 @@ class TorchBackend:
         self.graph_note = "CPU" if self.device.type == "cpu" else ""
         if self.device.type == "cuda":
             self._graph = self._capture()
+
+    def _precision(self, model: Path, asked: str) -> tuple[str, dict[str, Any]]:
+        """``asked``, or for ``auto`` the device's fast precision once proven on the real
+        reference scenes for this checkpoint (:mod:`cloudseg.engine.proof`), else f32."""
+        if asked != "auto":
+            return asked, {"status": "asked"}
+        candidate = auto_precision(self.device)
+        if candidate == "f32":
+            return "f32", {"status": "reference precision"}
+        hardware = (cpu_hardware() if self.device.type == "cpu"
+                    else f"gpu: {torch.cuda.get_device_name(self.device)}")  # fmt: skip
+        key = ProofKey(sha256(model), "torch", f"torch {torch.__version__}", candidate, hardware)
+        return resolve_auto(key)
 
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
         """``(N, 4, t, t)`` -> ``(N, K, t, t)`` float32 probabilities, on the device."""
@@ -135,6 +148,7 @@ class TorchBackend:
             "runtime": f"torch {torch.__version__}",
             "device": str(self.device),
             "precision": self.precision,
+            "precision_proof": self.proof,
             "memory_format": "channels_last",
             "threads": torch.get_num_threads() if self.device.type == "cpu" else None,
         }

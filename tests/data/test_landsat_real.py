@@ -43,8 +43,14 @@ def test_real_values_convert_as_the_mtl_says(real) -> None:
     values = real.to_values(raw, kind)
     assert values.dtype == np.float32 and (values[:, ~valid] == 0).all()
     if kind == "surface_reflectance":
+        # Values as the product has them: nothing below USGS's lower bound (reflectance 0),
+        # and bright cloud and snow above 1.0 reach the model unclipped, exactly M * DN + A.
         lo, hi = (v * 2.75e-05 - 0.2 for v in SR_VALID_DN)
-        assert values[:, valid].min() >= lo - 1e-6 and values[:, valid].max() <= hi + 1e-6
+        assert values[:, valid].min() >= lo - 1e-6
+        bright = raw > SR_VALID_DN[1]
+        assert bright.any(), "the real Level-2 products hold DN above 43636"
+        np.testing.assert_allclose(values[bright], raw[bright] * 2.75e-05 - 0.2, rtol=1e-6)
+        assert values[bright].min() > hi
     else:
         assert 0.0 < float(np.median(values[:, valid])) < 1.0
     asked = "dn" if kind == "surface_reflectance" else "surface_reflectance"

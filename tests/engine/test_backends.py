@@ -282,7 +282,11 @@ def test_openvino_backend_matches_onnx_runtime(r34_run, scene_tiles, tmp_path) -
     got = run_python(OPENVINO_VS_ORT, r34_run[1], tmp_path / "tiles.npy")
     assert got["providers"] == ["openvino:CPU"] and got["f32"]["precision"] == "f32"
     assert got["f32_max_diff"] < 1e-4
-    assert got["auto"]["precision"] == auto_precision_here()  # bf16 on AMX / AVX512-BF16 CPUs
+    # auto is f32 until bf16 is proven on the real reference scenes for this file (none is in
+    # the test home), whatever the CPU runs natively
+    assert got["auto"]["precision"] == "f32"
+    want = "unproven" if auto_precision_here() == "bf16" else "reference precision"
+    assert got["auto"]["precision_proof"]["status"] == want
     assert got["auto"]["infer_requests"] == 2 and got["auto"]["runtime"].startswith("openvino")
     # The bar for a precision change: >= 99.5 % of pixels the same, with trained weights.
     assert got["auto_agreement"] >= 0.995, got["auto_agreement"]
