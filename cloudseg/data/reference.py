@@ -83,7 +83,8 @@ def reference_items(root: str | os.PathLike[str] | None = None) -> list[Referenc
         folder = base / group
         for scene in sorted(p for p in folder.iterdir() if p.is_dir()) if folder.is_dir() else []:
             truth = scene / f"{scene.name}{TRUTH_SUFFIX}"
-            items.append(ReferenceItem(scene.name, scene, group, truth if truth.is_file() else None))
+            found = truth if truth.is_file() else None
+            items.append(ReferenceItem(scene.name, scene, group, found))
     return items
 
 

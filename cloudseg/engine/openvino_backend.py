@@ -37,7 +37,6 @@ from typing import Any
 import numpy as np
 
 from cloudseg import card as model_card
-from cloudseg.engine.proof import ProofKey, cpu_flags, cpu_hardware, resolve_auto, sha256
 from cloudseg.engine.backend import (
     N_BANDS,
     BackendOptions,
@@ -46,6 +45,7 @@ from cloudseg.engine.backend import (
     class_probabilities,
     mask_channels,
 )
+from cloudseg.engine.proof import ProofKey, cpu_flags, cpu_hardware, resolve_auto, sha256
 from cloudseg.errors import MissingFileError, ModelError, ProviderError
 
 try:

@@ -9,9 +9,9 @@ At its best on each device, because the benchmarks compare engine against native
 best*: channels-last memory format (oneDNN's and cuDNN's fast convolution layout), autocast to
 bf16 or fp16 (``--precision``; ``auto`` picks bf16 on CPUs with AVX512-BF16/AMX and on GPUs that
 support it, fp16 on older GPUs, fp32 elsewhere, and each only once proven on the real
-reference scenes for this checkpoint: :mod:`cloudseg.engine.proof`), and on CUDA pinned host buffers with
-non-blocking copies and a captured CUDA graph replayed for every batch (one fixed shape: the
-pipeline pads the last batch).
+reference scenes for this checkpoint: :mod:`cloudseg.engine.proof`), and on CUDA pinned host
+buffers with non-blocking copies and a captured CUDA graph replayed for every batch (one fixed
+shape: the pipeline pads the last batch).
 """
 
 from __future__ import annotations
