@@ -42,7 +42,7 @@ demo: install
 		--stats $(DEMO)/eda/band_stats.json --precision $(DEMO_PRECISION) \
 		--out $(DEMO)/home/runs/r18-demo --overwrite -q
 	$(DEMO_ENV) $(BIN)/cloudseg-export --model r18 --overwrite
-	$(DEMO_ENV) $(BIN)/cloudseg-run $(DEMO)/scene --out $(DEMO)/run --overwrite -q
+	$(DEMO_ENV) $(BIN)/cloudseg-run $(DEMO)/scene --model r18 --out $(DEMO)/run --overwrite -q
 	$(BIN)/cloudseg-eval scenes $(DEMO)/run/*_cloudmask.tif --truth $(DEMO)/scene -q
 	@echo "demo: summary in $$(ls $(DEMO)/run/*_summary.json), preview in $$(ls $(DEMO)/run/*_preview.png)"
 

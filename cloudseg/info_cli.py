@@ -118,7 +118,9 @@ def _shown(section: str, value: Any) -> Any:
             return f"missing: {value.get('missing', '?')}"
         what = value.get("what") or value.get("card", "")
         where = f" ({value['path']})" if value.get("path") else ""
-        return f"available: {what}{where}"
+        trained = f"; trained on {value['trained_on']} data" if "trained_on" in value else ""
+        precisions = "".join(f"\n      {line}" for line in value.get("precisions", []))
+        return f"available: {what}{where}{trained}{precisions}"
     return value
 
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import json
 import os
 import warnings
 from collections.abc import Callable
@@ -57,6 +58,17 @@ SCENE_GT_CLOUD = 1
 NONEMPTY_MAX_NODATA = 0.8
 
 _PATCH_PROFILE = {"driver": "GTiff", "count": 1, "compress": "packbits"}
+
+
+#: Written at the root of every dataset this module makes, so that what trains on it can say so
+#: on its card (a model trained on synthetic scenes only is not for real products).
+MARKER = "cloudseg-synthetic.json"
+
+
+def data_origin(root: str | os.PathLike[str]) -> str:
+    """``"synthetic"`` for a dataset written here (:data:`MARKER` at its root), else ``"real"``
+    (38-Cloud, 95-Cloud or another real set in their layout)."""
+    return "synthetic" if (Path(root) / MARKER).is_file() else "real"
 
 
 @dataclass(frozen=True)
@@ -153,6 +165,9 @@ def write_38cloud_dataset(
             _write_csv(folder / PATCHES_CSV[split], names[split])
             _write_csv(folder / SCENES_CSV[split], scenes[split])
         _write_csv(tmp / NONEMPTY_CSV["train"], nonempty)
+        marker = {"generator": "cloudseg-synth dataset", "seed": seed, "size": size,
+                  "scenes": scenes}  # fmt: skip
+        (tmp / MARKER).write_text(json.dumps(marker, indent=2) + "\n")
     counts = {split: len(v) for split, v in names.items()}
     return DatasetSummary(Path(root), scenes, counts, len(nonempty))
 

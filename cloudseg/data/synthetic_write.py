@@ -42,6 +42,13 @@ BAND_SUFFIX = "_B{n}.TIF"
 MTL_SUFFIX = "_MTL.txt"
 TRUTH_SUFFIX = "_cloudmask_truth.TIF"
 
+
+def is_synthetic_folder(path: str | os.PathLike[str]) -> bool:
+    """True for a scene folder written here: it holds the synthetic truth beside the bands."""
+    folder = Path(path)
+    return folder.is_dir() and any(folder.glob(f"*{TRUTH_SUFFIX}"))
+
+
 # Effective solar irradiance per OLI band (W m-2 um-1), from RADIANCE_MULT / REFLECTANCE_MULT of a
 # real Collection 1 MTL; used only so that radiance and reflectance rescaling agree.
 _ESUN = {2: 2019.7, 3: 1861.0, 4: 1569.4, 5: 960.4}

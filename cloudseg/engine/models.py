@@ -10,8 +10,11 @@ lists.
   card carries the model's SHA-256 and is rewritten when the package's file changes, so an
   upgrade of ukis-csmask never pairs a new model with an old card.
 
-With no ``--model``, ``cloudseg-run`` uses the exported r18; when there is none it says which
-named models exist.
+With no ``--model``, ``cloudseg-run`` takes the right model for the first scene's product
+(:func:`default_for`): an exported model trained on real data if there is one, else ukis-l1c for
+Level-1 and ukis-l2a for Level-2 products; a model trained on synthetic scenes only is the
+default only for synthetic scenes, and gets one warning line on a real product
+(:func:`warn_if_synthetic`).
 """
 
 from __future__ import annotations
@@ -84,6 +87,59 @@ def resolve(model: str | os.PathLike[str] | None) -> Path:
     return _ukis_link(named)
 
 
+#: The named model for a scene's value kind when no exported model trained on real data fits.
+REAL_DEFAULTS = {"toa_reflectance": "ukis-l1c", "surface_reflectance": "ukis-l2a"}
+
+
+def data_origin(path: Path) -> str | None:
+    """What a model file was trained on, from its card: ``real``, ``synthetic``, ``none``, or
+    None where the card does not say (cards written before it did)."""
+    from cloudseg.engine.run import model_card
+
+    try:
+        return model_card(path).training.get("data_origin")
+    except (CloudsegError, OSError):
+        return None
+
+
+def default_for(scene: Any) -> tuple[Path, str]:
+    """The model for ``scene`` when no ``--model`` is given, and why, in one line.
+
+    An exported model (r18, then r34) trained on real data that reads a value kind the scene
+    gives; else ukis-l1c / ukis-l2a by the scene's value kinds (TOA reflectance for Level-1 with
+    an MTL, surface reflectance for Level-2); else, for a synthetic scene or a product with
+    only DN, the exported r18 (trained on synthetic data or not).
+
+    Raises:
+        MissingFileError: nothing fits (the message names what to install or export).
+    """
+    from cloudseg.data.synthetic_write import is_synthetic_folder
+
+    synthetic = is_synthetic_folder(scene.source)
+    exported = [(n, default_model_path(n)) for n, m in NAMED.items() if m.source == "export"]
+    for name, path in exported:
+        if path.is_file() and data_origin(path) == "real":
+            return path, f"{name}, exported and trained on real data"
+    if not synthetic:
+        for kind, name in REAL_DEFAULTS.items():
+            if kind in scene.value_kinds and why_missing(name) is None:
+                return resolve(name), f"{name}, the default for {scene.product}"
+    return resolve(None), f"{DEFAULT_MODEL}, the exported model" + (
+        " (a synthetic scene)" if synthetic else "")  # fmt: skip
+
+
+def warn_if_synthetic(path: Path, scene: Any) -> str | None:
+    """One warning line when a model trained on synthetic scenes only meets a real product
+    (None otherwise), naming the real alternative."""
+    from cloudseg.data.synthetic_write import is_synthetic_folder
+
+    if data_origin(path) != "synthetic" or is_synthetic_folder(scene.source):
+        return None
+    real = next((n for k, n in REAL_DEFAULTS.items() if k in scene.value_kinds), "ukis-l1c")
+    return (f"{Path(path).name} was trained on synthetic scenes only; on a real product such as "
+            f"{scene.scene_id} use a model trained on real data, e.g. --model {real}")  # fmt: skip
+
+
 def _ukis_link(named: NamedModel) -> Path:
     """``$CLOUDSEG_HOME/models/ukis-csmask/<model>.onnx``: a link to the packaged file, with a
     current card beside it."""
@@ -153,7 +209,22 @@ def list_models() -> list[dict[str, Any]]:
             and NAMED[entry["name"]].source == "export"
         ):
             entry |= _file_entry(default_model_path(entry["name"]), name=entry["name"])
+        if entry["available"]:
+            path = Path(entry["path"]) if "path" in entry else resolve(entry["name"])
+            entry |= _proven(path)
     return out
+
+
+def _proven(path: Path) -> dict[str, Any]:
+    """What the model was trained on, and its kept precision proofs, one line each."""
+    from cloudseg.engine import proof
+
+    lines = proof.summary_of(proof.load_records(proof.sha256(path)))
+    return {
+        "trained_on": data_origin(path) or "not on its card",
+        "precisions": ["f32: the reference", *lines] if lines else [
+            "f32 only: no reduced precision proven (cloudseg-eval prove)"],
+    }  # fmt: skip
 
 
 def _file_entry(path: Path, name: str | None = None) -> dict[str, Any]:

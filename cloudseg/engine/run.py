@@ -67,10 +67,17 @@ def run(scenes: list[str | Path], config: RunConfig) -> RunOutcome:
 def _run(specs: list[str], config: RunConfig) -> RunOutcome:
     if not specs:
         raise CloudsegError("no scenes to mask (an empty manifest?)")
-    config = replace(config, model=models.resolve(config.model))
-    card = model_card(Path(config.model))
     # The first scene is checked before the backend exists: a bad call costs nothing.
     first = open_any(specs[0])
+    if config.model is None:
+        model, why = models.default_for(first)
+        log.info("model: %s (no --model given)", why)
+        config = replace(config, model=model)
+    else:
+        config = replace(config, model=models.resolve(config.model))
+    if (warning := models.warn_if_synthetic(Path(config.model), first)) is not None:
+        log.warning("%s", warning)
+    card = model_card(Path(config.model))
     choice = choose(config.provider, config.model, config.device)
     tile, tile_plan = config.tile, None
     if tile is None:  # the first scene's best size: one backend (one shape) for all

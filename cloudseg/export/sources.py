@@ -117,7 +117,12 @@ def _random_init(model: str, data: Path | None, tile: int | None, seed: int) -> 
         cloud_classes=spec.cloud_classes,
         tile_size=tile_size,
         size_multiple=spec.size_multiple,
-        training={"random_init": True, "seed": seed, "normalisation": normalisation},
+        training={
+            "data_origin": "none",
+            "random_init": True,
+            "seed": seed,
+            "normalisation": normalisation,
+        },  # fmt: skip
         versions=versions(),
     )
     return Source(net, card, f"random init (seed {seed})")

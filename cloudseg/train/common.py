@@ -18,6 +18,7 @@ import torch
 
 import cloudseg
 from cloudseg.card import ModelCard, write_json
+from cloudseg.data.synthetic_dataset import data_origin
 from cloudseg.train.data import TrainData
 from cloudseg.train.models import MODELS
 from cloudseg.train.runs import CARD
@@ -119,6 +120,9 @@ def run_card(
         tile_size=config.fine_tune_size or config.size,
         size_multiple=spec.size_multiple,
         training={
+            # "synthetic" or "real": a model trained on synthetic scenes only gets a warning on
+            # real products, and is never the default for them (cloudseg.engine.models)
+            "data_origin": data_origin(data.root),
             "data": str(data.root),
             "train_patches": len(data.train),
             "valid_patches": len(data.valid),

@@ -154,6 +154,7 @@ def make_card(metadata: dict[str, Any], level: str, model_path: Path | None = No
         size_multiple=TILE,
         fixed_size=True,  # the graph's height and width are constants
         training={
+            "data_origin": "real",
             "datasets": "SPARCS, CloudSEN12+ and custom samples (ukis-csmask >= 1.0 README)",
             "loss": model.get("loss_fn"),
             "class_weights": data.get("class_weights"),
