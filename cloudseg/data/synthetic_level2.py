@@ -42,6 +42,11 @@ from cloudseg.data.synthetic_write import TRUTH_SUFFIX, scene_grid
 SR_MULT, SR_ADD = 2.75e-5, -0.2
 #: Mean path reflectance removed per band (red, green, blue, nir), as the generator adds it.
 _PATH = (0.030, 0.045, 0.075, 0.010)
+#: Two-way atmospheric transmittance per band (red, green, blue, nir). Atmospheric correction
+#: inverts ``toa = path + T * sr``, so it divides by ``T``: bright cloud and snow come out of it
+#: above their top-of-atmosphere reflectance, above 1.0 for thick cloud, as in real Level-2
+#: products (tests/data/test_synthetic_brightness.py holds the generator to them).
+_TRANSMITTANCE = (0.80, 0.74, 0.66, 0.88)
 #: QA_PIXEL bits.
 FILL, CLOUD_BIT, SHADOW_BIT, CLEAR_BIT = 1 << 0, 1 << 3, 1 << 4, 1 << 6
 HIGH_CLOUD, HIGH_SHADOW, LOW_CLOUD = 3 << 8, 3 << 10, 1 << 8
@@ -74,7 +79,7 @@ def surface_dn(scene: SyntheticScene) -> np.ndarray:
     out = np.zeros(scene.bands.shape, np.uint16)
     for b in range(len(BANDS)):
         toa = (scene.bands[b] * REFLECTANCE_MULT + REFLECTANCE_ADD) / sin_e
-        sr = np.clip(toa - _PATH[b], -0.2, 1.6)
+        sr = np.clip((toa - _PATH[b]) / _TRANSMITTANCE[b], -0.2, 1.6)
         dn = np.clip(np.rint((sr - SR_ADD) / SR_MULT), 1, 65535).astype(np.uint16)
         out[b] = np.where(valid, dn, 0)
     return out
