@@ -15,6 +15,7 @@ and the ``-fp16`` / ``-int8`` files of exported models when they exist. Per path
 * speed: megapixels per second over the items the model reads, measured in the same run.
 
     python benchmarks/accuracy.py            # every item, 3 timed rounds
+    python benchmarks/accuracy.py --home demo/home   # with make demo's r18 (and its variants)
     python benchmarks/accuracy.py --quick    # 4 Biome tiles, 1 round: the test suite's run
 """
 
@@ -22,7 +23,9 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import os
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -44,16 +47,53 @@ REFERENCE = "cpu f32"
 CLOUD, SHADOW, NODATA = 1, 2, 255
 
 
-def _models() -> list[tuple[str, Path, str]]:
-    """``(name, file, what it was trained on)`` of every named model available here."""
+def _models() -> list[tuple[str, Path | None, str]]:
+    """``(name, file, what it was trained on)`` of every named model; a model not here has no
+    file and says why in the third field."""
     from cloudseg.engine import models
 
     out = []
     for name in models.NAMED:
-        if models.why_missing(name) is None:
+        why = models.why_missing(name)
+        if why is None:
             path = models.resolve(name)
             out.append((name, path, models.data_origin(path) or "not on its card"))
+        else:
+            out.append((name, None, why))
     return out
+
+
+def _cloud38_items(root: Path | None, work: Path, limit: int | None) -> list:
+    """The real 38-Cloud patches as 4-band DN GeoTIFFs (one window each for a 384 px tile) with
+    their truth beside them: items that DN models (r18, r34) read through the engine."""
+    import rasterio
+    from rasterio.transform import from_origin
+
+    from cloudseg.bands import valid_pixels
+    from cloudseg.data import cloud38, cloud38_read
+    from cloudseg.data.reference import ReferenceItem, cloud38_patches_dir
+
+    folder = cloud38_patches_dir(root)
+    if folder is None:
+        return []
+    items = []
+    for pid in cloud38.list_patches(folder, "train")[:limit]:
+        dn, cloud = cloud38_read.read_patch(folder, "train", pid)
+        valid = valid_pixels(dn)
+        if not valid.any():
+            continue  # in the black margin of its scene: nothing to judge
+        profile = {"driver": "GTiff", "height": dn.shape[1], "width": dn.shape[2],
+                   "crs": "EPSG:32633", "transform": from_origin(0, 0, 30, 30)}  # fmt: skip
+        bands, truth = work / f"{pid.name}.tif", work / f"{pid.name}_truth.tif"
+        with rasterio.open(bands, "w", count=4, dtype="uint16", **profile) as dst:
+            dst.write(dn)
+            dst.descriptions = ("red", "green", "blue", "nir")
+        codes = np.where(valid, cloud.astype(np.uint8), NODATA).astype(np.uint8)
+        with rasterio.open(truth, "w", count=1, dtype="uint8", **profile) as dst:
+            dst.write(codes, 1)
+        name = f"38cloud_{pid.scene.split('_')[2]}"  # 38-Cloud's scene path/row
+        items.append(ReferenceItem(name, bands, "38cloud-sample", truth))
+    return items
 
 
 def _variant(path: Path, variant: str | None) -> Path | None:
@@ -152,7 +192,7 @@ def cloud_agreement(codes: np.ndarray, cloud: np.ndarray) -> float:
     return float(((codes == CLOUD)[valid] == cloud[valid]).mean()) if valid.any() else 1.0
 
 
-def measure(args: argparse.Namespace) -> dict:
+def measure(args: argparse.Namespace, work: Path) -> dict:
     from cloudseg.data.reference import reference_items
 
     items = reference_items(args.reference)
@@ -160,10 +200,14 @@ def measure(args: argparse.Namespace) -> dict:
         biome = [i for i in items if i.group == "biome-l8"]
         # the two snow tiles bf16 flips, and two cloudy ones
         items = [biome[i] for i in (1, 8, 9, 10)] + [i for i in items if i.group != "biome-l8"]
+    items += _cloud38_items(args.reference, work, 3 if args.quick else None)
     truths = {i.name: t for i in items if (t := _truth(i)) is not None}
     results: dict[str, Any] = {"items": [i.name for i in items], "models": {}}
     for name, path, origin in _models():
         if args.models and name not in args.models:
+            continue
+        if path is None:
+            results["models"][name] = {"missing": origin}
             continue
         entry: dict[str, Any] = {"file": path.name, "trained_on": origin, "paths": {}}
         masks: dict[str, dict[str, np.ndarray]] = {}
@@ -186,6 +230,7 @@ def measure(args: argparse.Namespace) -> dict:
                 row["shadow"] = scores(got["codes"], mine, SHADOW)
             entry["paths"][label] = row
         ref = masks.get(REFERENCE)
+        entry["items_read"] = len(ref) if ref is not None else 0
         for label, codes in masks.items():
             row = entry["paths"][label]
             if ref is not None:
@@ -225,8 +270,12 @@ def _short(name: str) -> str:
 def render(doc: dict) -> str:
     out = []
     for name, entry in doc["models"].items():
+        if "missing" in entry:
+            out.append(f"**{name}**: not run, {entry['missing']}\n")
+            continue
+        read = f"{entry['items_read']} of the {len(doc['items'])} real items give its values"
         out.append(f"**{name}** (`{entry['file']}`, trained on {entry['trained_on']} data): "
-                   f"{len(doc['items'])} real items\n")  # fmt: skip
+                   f"{read}\n")  # fmt: skip
         rows = []
         for label, row in entry["paths"].items():
             if "skipped" in row:
@@ -296,6 +345,8 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--reference", type=Path, default=None, help="real data folder (shared/data)")
     p.add_argument("--models", nargs="+", default=None, help="only these named models")
+    p.add_argument("--home", type=Path, default=None,
+                   help="$CLOUDSEG_HOME with exported r18/r34 (make demo's demo/home)")  # fmt: skip
     p.add_argument("--rounds", type=int, default=3, help="timed rounds over the Biome tiles")
     p.add_argument("--out", type=Path, default=harness.RESULTS_DIR, help="results folder")
     p.add_argument("--quick", action="store_true", help="4 Biome tiles, 1 round")
@@ -305,7 +356,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.quick:
         args.rounds = 1
-    results = measure(args)
+    if args.home is not None:  # named on the command line, so the results say which models ran
+        os.environ["CLOUDSEG_HOME"] = str(args.home.resolve())
+    with tempfile.TemporaryDirectory(prefix="cloudseg-accuracy-") as tmp:
+        results = measure(args, Path(tmp))
     for entry in results["models"].values():
         for row in entry["paths"].values():
             row.pop("describe", None)
