@@ -361,7 +361,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="cloudseg-accuracy-") as tmp:
         results = measure(args, Path(tmp))
     for entry in results["models"].values():
-        for row in entry["paths"].values():
+        for row in entry.get("paths", {}).values():
             row.pop("describe", None)
     path = harness.write_results("accuracy", results, render, args.out)
     print((args.out / "accuracy.md").read_text() + f"\nwrote {path}")

@@ -66,9 +66,12 @@ MARKER = "cloudseg-synthetic.json"
 
 
 def data_origin(root: str | os.PathLike[str]) -> str:
-    """``"synthetic"`` for a dataset written here (:data:`MARKER` at its root), else ``"real"``
-    (38-Cloud, 95-Cloud or another real set in their layout)."""
-    return "synthetic" if (Path(root) / MARKER).is_file() else "real"
+    """``"synthetic"`` for a dataset written here (:data:`MARKER` at its root, given as the root
+    or as one of its split folders), else ``"real"`` (38-Cloud, 95-Cloud or another real set in
+    their layout)."""
+    folder = Path(root)
+    synthetic = (folder / MARKER).is_file() or (folder.parent / MARKER).is_file()
+    return "synthetic" if synthetic else "real"
 
 
 @dataclass(frozen=True)

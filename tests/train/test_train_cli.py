@@ -62,6 +62,8 @@ def test_run_folder_holds_weights_card_log_and_plots(run_dir):
     assert card.classes == ("clear", "cloud") and card.cloud_classes == ("cloud",)
     assert card.tile_size == 96 and card.value_kind == "dn"
     assert card.training["config"]["seed"] == 0 and card.training["valid_patches"] > 0
+    # trained on cloudseg-synth data, and the card says so (never the default for real scenes)
+    assert card.training["data_origin"] == "synthetic"
     assert set(card.training["train_scenes"]).isdisjoint(card.training["valid_scenes"])
     jaccard = card.scores["jaccard"]
     assert jaccard is None or 0.0 <= jaccard <= 1.0
