@@ -38,6 +38,8 @@ import harness  # noqa: E402
 #: Paths tried for every model: (label, provider, precision, variant file suffix).
 PATHS = (
     ("cpu f32", "cpu", "f32", None),
+    # what cloudseg-run does with no --provider and no --precision, on this machine
+    ("default (auto)", "auto", "auto", None),
     ("openvino f32", "openvino", "f32", None),
     ("openvino bf16", "openvino", "bf16", None),
     ("cpu fp16 file", "cpu", "f32", "fp16"),
@@ -223,6 +225,7 @@ def measure(args: argparse.Namespace, work: Path) -> dict:
                 continue
             masks[label] = got["codes"]
             row: dict[str, Any] = {"mp_per_s": got["mp_per_s"],
+                                   "provider": got["describe"].get("provider"),
                                    "precision": got["describe"].get("precision")}  # fmt: skip
             mine = {k: v for k, v in truths.items() if k in got["codes"]}
             row["cloud"] = scores(got["codes"], mine, CLOUD)
@@ -284,8 +287,9 @@ def render(doc: dict) -> str:
             cloud = row["cloud"]["pooled"]
             shadow = row.get("shadow", {}).get("pooled", {}).get("jaccard")
             worst = row.get("worst_scene")
+            ran = f"{label}: {row['provider']} {row['precision']}" if "auto" in label else label
             rows.append([
-                label, cloud["jaccard"], cloud["precision"], cloud["recall"], shadow,
+                ran, cloud["jaccard"], cloud["precision"], cloud["recall"], shadow,
                 _pct(row.get("worst_agreement")), row["mp_per_s"],
                 f"worst {_short(worst)}" if worst and row["worst_agreement"] < 1 else "",
             ])  # fmt: skip

@@ -21,8 +21,11 @@ def test_accuracy_quick_writes_results(run_quick) -> None:
     entry = doc["models"]["ukis-l1c"]
     assert entry["trained_on"] == "real"
     paths = entry["paths"]
-    assert set(paths) == {"cpu f32", "openvino f32", "openvino bf16", "cpu fp16 file",
-                          "cpu int8 file"}  # fmt: skip
+    assert set(paths) == {"cpu f32", "default (auto)", "openvino f32", "openvino bf16",
+                          "cpu fp16 file", "cpu int8 file"}  # fmt: skip
+    # the default path on the real scenes: the precision auto chose agrees with fp32 everywhere
+    default = paths["default (auto)"]
+    assert default["precision"] in ("f32", "fp32") and default["worst_agreement"] >= 0.995
     ran = {k: v for k, v in paths.items() if "skipped" not in v}
     assert "cpu f32" in ran and all(v["mp_per_s"] > 0 for v in ran.values())
     for row in ran.values():
