@@ -54,6 +54,25 @@ def remove_stale(path: str | os.PathLike[str]) -> list[Path]:
     return removed
 
 
+def remove_stale_in(folder: str | os.PathLike[str]) -> list[Path]:
+    """Remove every temporary (``.<name>.<hex>.part``) a killed run left in ``folder``.
+
+    For a run that owns ``folder`` (one run per output folder at a time): whatever options the
+    killed run had, its half-written files go.
+    """
+    found = Path(folder)
+    if not found.is_dir():
+        return []
+    removed = []
+    for stale in found.glob(f".*{PART_SUFFIX}"):
+        if stale.is_dir():
+            shutil.rmtree(stale, ignore_errors=True)
+        else:
+            stale.unlink(missing_ok=True)
+        removed.append(stale)
+    return removed
+
+
 def glob_escape(name: str) -> str:
     """``name`` with glob's special characters bracketed, for a literal match."""
     return "".join(f"[{c}]" if c in "*?[" else c for c in name)

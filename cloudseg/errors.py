@@ -41,3 +41,7 @@ class OutputExistsError(CloudsegError, FileExistsError):
     def __init__(self, path: object, why: str = "; pass --overwrite to replace it") -> None:
         super().__init__(f"{path} exists{why}")
         self.path = path
+
+
+class OutputError(CloudsegError, OSError):
+    """An output folder or file cannot be written (read-only, full, not a folder)."""

@@ -134,11 +134,17 @@ def run_ray(specs: list[str], plan: RunPlan, choice: Choice, report: RunReport) 
         name = f"{ACTOR_PREFIX}{run_id}-{next(counter)}"
         return remote_worker.options(name=name, namespace=NAMESPACE).remote(plan, choice)
 
-    idle = [new_actor() for _ in range(min(size, len(specs)))]
-    todo = list(specs)
+    todo = []
+    for spec in specs:  # the ledger answers --skip-existing before any worker opens a scene
+        done = report.finished(spec) if config.skip_existing else None
+        if done is not None:
+            report.record(done)
+        else:
+            todo.append(spec)
+    idle = [new_actor() for _ in range(min(size, len(todo)))]
     attempts: dict[str, int] = {}
     running: dict[Any, tuple[Any, str]] = {}
-    bar = tqdm(total=len(specs), unit="scene", desc="scenes", disable=not config.progress)
+    bar = tqdm(total=len(todo), unit="scene", desc="scenes", disable=not config.progress)
     outcome = RunOutcome(report=report)
     try:
         while todo or running:

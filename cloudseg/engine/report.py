@@ -1,10 +1,14 @@
-"""The run report: every scene's fate, rewritten whole as each scene finishes.
+"""The run report: every scene's fate, in the run ledger as each scene ends, exported for people.
 
-``cloudseg-run.json`` (the run's options and one entry per scene) and ``cloudseg-run.csv``
-(scene, status, seconds, cloud cover, error) in the run's output folder. Both are replaced
-atomically after every scene, so a run killed at any point leaves a report of what finished.
-A scene's status is ``done``, ``skipped`` (``--skip-existing`` found its outputs, made with the
-same model and options) or ``failed`` (with the one-line reason).
+The state of a run lives in :mod:`cloudseg.engine.ledger` (``cloudseg-run.sqlite``, one row per
+scene, written as the scene ends: a killed run loses nothing, and a record costs the same at any
+scale). ``cloudseg-run.json`` (the run's options and one entry per scene) and
+``cloudseg-run.csv`` (scene, status, seconds, cloud cover, error) are exported from it,
+atomically, at the end of the run and at most every :data:`EXPORT_EVERY` seconds while it goes
+(and never more than a tenth of the run's time), so their cost does not grow with the square of
+the archive. A scene's status is ``done``, ``skipped`` (``--skip-existing``: the ledger, or the
+files on disk, say it was made with the same model and options) or ``failed`` (with the
+one-line reason).
 
 :func:`run_key` is what "the same model and options" means: the model's card (name, export
 time, file) and every option that changes the outputs.
@@ -16,16 +20,23 @@ import csv
 import datetime as dt
 import io
 import json
+import os
+import sqlite3
 import threading
+import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from cloudseg.atomic import atomic_path
 from cloudseg.card import ModelCard
+from cloudseg.engine.ledger import Ledger, canonical
+from cloudseg.errors import OutputError
 
 REPORT_JSON = "cloudseg-run.json"
 REPORT_CSV = "cloudseg-run.csv"
+#: Seconds between exports of the JSON and CSV while a run goes (and at its end).
+EXPORT_EVERY = 5.0
 CSV_COLUMNS = ("scene", "scene_id", "status", "seconds", "cloud_cover", "error")
 #: Options whose change changes the outputs (a scene made with others is not "existing").
 OUTPUT_OPTIONS = (
@@ -62,25 +73,62 @@ class SceneEntry:
 
 
 class RunReport:
-    """Entries of one run, written to ``folder`` after every change (thread-safe)."""
+    """Entries of one run: each recorded in the ledger at once, the JSON and CSV exported from
+    time to time and at :meth:`close` (thread-safe)."""
 
     def __init__(
-        self, folder: Path, options: dict[str, Any], order: list[str] | None = None
+        self,
+        folder: Path,
+        options: dict[str, Any],
+        order: list[str] | None = None,
+        key: dict[str, Any] | None = None,
     ) -> None:
         self.folder = Path(folder)
         self.options = options
+        self.key = canonical(key) if key is not None else None
         self._order = {spec: i for i, spec in enumerate(order or [])}
         self.started = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
-        self.entries: list[SceneEntry] = []
+        self._entries: dict[str, SceneEntry] = {}
         self._lock = threading.Lock()
+        self._last_export = time.monotonic()
+        self._export_cost = 0.0
+        try:
+            self.ledger = Ledger(self.folder)
+        except (OSError, sqlite3.Error) as exc:
+            raise OutputError(f"{self.folder}: cannot keep the run ledger there ({exc})") from None
 
     def record(self, entry: SceneEntry) -> None:
-        """Add (or replace, for a scene retried) ``entry`` and rewrite both files."""
+        """Add (or replace, for a scene retried) ``entry``: in the ledger now, in the exported
+        report at the next export."""
+        row = asdict(entry) | {"run_key": self.key if entry.status != "failed" else None}
+        try:
+            self.ledger.record(row)
+        except sqlite3.Error as exc:
+            raise OutputError(f"{self.ledger.path}: cannot record {entry.scene} ({exc})") from None
         with self._lock:
-            self.entries = [e for e in self.entries if e.scene != entry.scene] + [entry]
-            # In the order the scenes were given (they finish out of order when overlapped).
-            self.entries.sort(key=lambda e: self._order.get(e.scene, len(self._order)))
-            self._write()
+            self._entries[entry.scene] = entry
+            now = time.monotonic()
+            # Exports cost O(scenes): at most every EXPORT_EVERY s and a tenth of the time.
+            if now - self._last_export >= max(EXPORT_EVERY, 10 * self._export_cost):
+                self._write()
+
+    def finished(self, spec: str) -> SceneEntry | None:
+        """``spec``'s ledger entry if it ended done with this run's key and its outputs are all
+        still there; None otherwise (the scene must be opened and checked)."""
+        if self.key is None:
+            return None
+        row = self.ledger.finished(spec, self.key)
+        if row is None or not row["outputs"] or not all(map(os.path.isfile, row["outputs"])):
+            return None
+        return SceneEntry(spec, "skipped", row["scene_id"], 0.0, row["cloud_cover"],
+                          outputs=row["outputs"])  # fmt: skip
+
+    @property
+    def entries(self) -> list[SceneEntry]:
+        """This run's entries, in the order the scenes were given."""
+        with self._lock:
+            found = list(self._entries.values())
+        return sorted(found, key=lambda e: self._order.get(e.scene, len(self._order)))
 
     @property
     def failed(self) -> list[SceneEntry]:
@@ -92,13 +140,27 @@ class RunReport:
             out[entry.status] = out.get(entry.status, 0) + 1
         return out
 
+    def close(self) -> None:
+        """Export the report a last time and close the ledger."""
+        with self._lock:
+            self._write()
+        self.ledger.close()
+
     def _write(self) -> None:
+        """Export ``cloudseg-run.json`` and ``.csv`` (caller holds the lock)."""
+        start = time.monotonic()
+        entries = sorted(self._entries.values(),
+                         key=lambda e: self._order.get(e.scene, len(self._order)))  # fmt: skip
+        counts = {"done": 0, "skipped": 0, "failed": 0}
+        for e in entries:
+            counts[e.status] = counts.get(e.status, 0) + 1
         doc = {
             "started": self.started,
             "updated": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
             "options": self.options,
-            "counts": self.counts(),
-            "scenes": [asdict(e) for e in self.entries],
+            "counts": counts,
+            "ledger": str(self.ledger.path),
+            "scenes": [asdict(e) for e in entries],
         }
         self.folder.mkdir(parents=True, exist_ok=True)
         with atomic_path(self.folder / REPORT_JSON, overwrite=True) as tmp:
@@ -106,12 +168,14 @@ class RunReport:
         text = io.StringIO()
         writer = csv.writer(text)
         writer.writerow(CSV_COLUMNS)
-        for e in self.entries:
+        for e in entries:
             writer.writerow(
                 [getattr(e, c) if getattr(e, c) is not None else "" for c in CSV_COLUMNS]
             )
         with atomic_path(self.folder / REPORT_CSV, overwrite=True) as tmp:
             tmp.write_text(text.getvalue())
+        self._last_export = time.monotonic()
+        self._export_cost = self._last_export - start
 
 
 @dataclass

@@ -23,6 +23,7 @@ from typing import Any
 
 from tqdm import tqdm
 
+from cloudseg.atomic import remove_stale_in
 from cloudseg.card import ModelCard, read_json
 from cloudseg.card import read as read_card
 from cloudseg.data.sources import expand, open_any
@@ -43,6 +44,7 @@ from cloudseg.engine.scene_task import (
 from cloudseg.engine.tile_plan import plan_tiles
 from cloudseg.engine.tiling import TileSpec
 from cloudseg.errors import CloudsegError
+from cloudseg.scene import Scene
 
 log = logging.getLogger("cloudseg.run")
 
@@ -67,8 +69,12 @@ def run(scenes: list[str | Path], config: RunConfig) -> RunOutcome:
 def _run(specs: list[str], config: RunConfig) -> RunOutcome:
     if not specs:
         raise CloudsegError("no scenes to mask (an empty manifest?)")
-    # The first scene is checked before the backend exists: a bad call costs nothing.
-    first = open_any(specs[0])
+    # The first scene that opens is checked before the backend exists (a bad call costs
+    # nothing) and decides the model, tile and report folder; with --keep-going the scenes
+    # before it that did not open are reported, not fatal.
+    start, first, early = _first_that_opens(specs, config.keep_going)
+    if first is None:
+        return _all_failed(specs, early, config)
     if config.model is None:
         model, why = models.default_for(first)
         log.info("model: %s (no --model given)", why)
@@ -93,25 +99,69 @@ def _run(specs: list[str], config: RunConfig) -> RunOutcome:
     extra: dict[str, Any] = {}
     if tile_plan is not None:
         extra["tile_plan"] = tile_plan.as_dict() | {"planned_on": first.scene_id}
-    report = RunReport(config.out or out_dir_for(first, config), options, specs)
-    plan = RunPlan(config, card, spec, threshold, run_key(card, Path(config.model), options), extra)
-    if config.ray is not None:
-        from cloudseg.engine.ray_runner import run_ray  # the [ray] extra, imported when asked
+    key = run_key(card, Path(config.model), options)
+    folder = config.out or out_dir_for(first, config)
+    report = RunReport(folder, options, specs, key)
+    try:
+        for failed_spec, exc in early:
+            _fail(report, failed_spec, exc, config, None)
+        if removed := remove_stale_in(folder):
+            log.info("removed %d temporaries a killed run left in %s", len(removed), folder)
+        plan = RunPlan(config, card, spec, threshold, key, extra)
+        rest = specs[start:]
+        if config.ray is not None:
+            from cloudseg.engine.ray_runner import run_ray  # the [ray] extra, when asked
 
-        return run_ray(specs, plan, choice, report)
-    # The first scene is checked (value kind, outputs) before the backend is built.
-    try:
-        ready: Prepared | BaseException = prepare(specs[0], plan, first)
-    except (CloudsegError, OSError) as exc:
-        if not config.keep_going:
-            raise
-        ready = exc
-    backend = open_backend(config.model, choice, lambda p: config.options(p, tile))
-    plan.extra["provider_choice"] = choice.as_dict()
-    try:
-        return run_local(specs, plan, backend, report, ready)
+            return run_ray(rest, plan, choice, report)
+        ready: Prepared | BaseException | None = None
+        if not (config.skip_existing and report.finished(rest[0])):
+            # The first scene is checked (value kind, outputs) before the backend is built.
+            try:
+                ready = prepare(rest[0], plan, first)
+            except (CloudsegError, OSError) as exc:
+                if not config.keep_going:
+                    raise
+                ready = exc
+        backend = open_backend(config.model, choice, lambda p: config.options(p, tile))
+        plan.extra["provider_choice"] = choice.as_dict()
+        try:
+            return run_local(rest, plan, backend, report, ready)
+        finally:
+            backend.close()
     finally:
-        backend.close()
+        report.close()
+
+
+def _first_that_opens(
+    specs: list[str], keep_going: bool
+) -> tuple[int, Scene | None, list[tuple[str, BaseException]]]:
+    """Index and scene of the first spec that opens, and the failures before it (only with
+    ``keep_going``: otherwise the first failure is raised)."""
+    early: list[tuple[str, BaseException]] = []
+    for i, spec in enumerate(specs):
+        try:
+            return i, open_any(spec), early
+        except (CloudsegError, OSError) as exc:
+            if not keep_going:
+                raise
+            log.warning("failed, going on: %s", exc)
+            early.append((spec, exc))
+    return len(specs), None, early
+
+
+def _all_failed(
+    specs: list[str], early: list[tuple[str, BaseException]], config: RunConfig
+) -> RunOutcome:
+    """No scene opened (under --keep-going): reported in --out, or the first error raised."""
+    if config.out is None:
+        raise early[0][1]
+    report = RunReport(config.out, config.as_dict(), specs)
+    try:
+        for spec, exc in early:
+            report.record(_entry(spec, exc))
+    finally:
+        report.close()
+    return RunOutcome(report=report)
 
 
 def _entry(spec: str, exc: BaseException) -> SceneEntry:
@@ -139,9 +189,13 @@ def run_local(
                       disable=not config.progress or len(specs) == 1)  # fmt: skip
     finishing: Future | None = None
 
+    def done_before(spec: str) -> SceneEntry | None:
+        """With --skip-existing, the ledger's word that ``spec`` is done: not opened at all."""
+        return report.finished(spec) if config.skip_existing else None
+
     def open_next(i: int) -> Future | None:
         """Scene ``i`` opened (and checked) in the background, while the current one infers."""
-        if i >= len(specs) or opener is None:
+        if i >= len(specs) or opener is None or done_before(specs[i]) is not None:
             return None
         return opener.submit(prepare, specs[i], plan)
 
@@ -166,6 +220,11 @@ def run_local(
     upcoming: Future | None = None
     try:
         for i, spec in enumerate(specs):
+            if (done := done_before(spec)) is not None:
+                report.record(done)
+                scenes_bar.update()
+                upcoming = open_next(i + 1)
+                continue
             try:
                 if i == 0 and ready is not None:
                     if isinstance(ready, BaseException):
@@ -233,7 +292,8 @@ def _guard(action: Any, config: RunConfig) -> None:
 def _fail(report: RunReport, spec: str, exc: BaseException, config: RunConfig, bar: Any) -> None:
     """Record a failed scene; stop the run unless --keep-going (then say so and go on)."""
     report.record(_entry(spec, exc))
-    bar.update()
+    if bar is not None:
+        bar.update()
     if not config.keep_going:
         raise exc
     log.warning("failed, going on: %s", exc)

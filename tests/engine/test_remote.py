@@ -196,11 +196,17 @@ def test_stale_temporaries_of_a_killed_run_are_removed(models, tmp_path):
              out / f".{scene_id}_preview.png.12345678.part"]  # fmt: skip
     for path in stale:
         path.write_bytes(b"half a file")
-    other = out / ".another_scene_cloudmask.tif.0badf00d.part"  # not this run's: kept
-    other.write_bytes(b"someone else's")
+    # a killed run's temporary of a scene this run does not mask, and of its report: a run owns
+    # its --out, so every temporary a killed run left there goes, whatever that run's options
+    stale += [out / ".another_scene_cloudmask.tif.0badf00d.part",
+              out / ".cloudseg-run.json.89abcdef.part"]  # fmt: skip
+    for path in stale:
+        path.write_bytes(b"half a file")
+    kept = out / "notes.txt"  # not a temporary: kept
+    kept.write_text("mine")
     code, output = run_cli(folder, "--model", models["dn"], "--out", out, "--tile", "64")
     assert code == 0, output
-    assert not any(p.exists() for p in stale) and other.exists()
+    assert not any(p.exists() for p in stale) and kept.read_text() == "mine"
     assert (out / f"{scene_id}_cloudmask.tif").is_file()
 
 

@@ -123,8 +123,9 @@ def test_cli_writes_georeferenced_outputs(tmp_path, model):
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 0, result.output
     names = sorted(p.name for p in out.iterdir())
-    assert names == ["cloudseg-run.csv", "cloudseg-run.json", "scene_cloudmask.tif",
-                     "scene_cloudprob.tif", "scene_preview.png", "scene_summary.json"]  # fmt: skip
+    assert names == ["cloudseg-run.csv", "cloudseg-run.json", "cloudseg-run.sqlite",
+                     "scene_cloudmask.tif", "scene_cloudprob.tif", "scene_preview.png",
+                     "scene_summary.json"]  # fmt: skip
     with rasterio.open(out / "scene_cloudmask.tif") as mask, rasterio.open(stack) as src:
         assert (mask.crs, mask.transform, mask.shape) == (src.crs, src.transform, src.shape)
         values = mask.read(1)
