@@ -1,14 +1,18 @@
 """Options and error handling shared by every ``cloudseg-*`` command (as rasterio's ``rio``).
 
 A :class:`~cloudseg.errors.CloudsegError` reaches the user as one line on stderr and exit code 1;
-click's own usage errors keep exit code 2.
+click's own usage errors (a bad option value, a missing argument) are one ``Error:`` line too,
+without click's usage block, and keep click's exit code 2 (:class:`OneLineCommand`).
 """
 
 from __future__ import annotations
 
 import functools
 import logging
+import math
 import os
+import re
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -18,6 +22,69 @@ import click
 from cloudseg.errors import CloudsegError
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+
+class _OneLineMain:
+    """``main`` of a click command or group: usage errors as one ``Error:`` line (exit 2),
+    other click errors as their one line (exit 1), no usage block, no traceback."""
+
+    def main(
+        self,
+        args: Any = None,
+        prog_name: str | None = None,  # type: ignore[override]
+        complete_var: str | None = None,
+        standalone_mode: bool = True,
+        **extra: Any,
+    ) -> Any:
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, False, **extra)  # type: ignore[misc]
+        try:
+            code = super().main(args, prog_name, complete_var, False, **extra)  # type: ignore[misc]
+        except click.UsageError as exc:
+            click.echo(f"Error: {exc.format_message()}", err=True)
+            sys.exit(exc.exit_code)
+        except click.ClickException as exc:
+            exc.show()
+            sys.exit(exc.exit_code)
+        except click.exceptions.Abort:
+            click.echo("Error: aborted", err=True)
+            sys.exit(1)
+        sys.exit(code if isinstance(code, int) else 0)
+
+
+class FiniteFloatRange(click.FloatRange):
+    """:class:`click.FloatRange` that also refuses nan and infinity (which compare false with
+    every bound, so a plain range lets them through to crash mid-scene)."""
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> Any:
+        number = super().convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number", param, ctx)
+        return number
+
+
+class OneLineCommand(_OneLineMain, click.Command):
+    """A command whose every error is one line (module docstring)."""
+
+
+class OneLineGroup(_OneLineMain, click.Group):
+    """A group whose every error, its subcommands' included, is one line."""
+
+
+#: A temporary of :mod:`cloudseg.atomic`: ``.<final name>.<8 hex>.part``.
+_TEMPORARY = re.compile(r"^\.(?P<name>.+)\.[0-9a-f]{8}\.part$")
+
+
+def _os_error_line(exc: OSError) -> str:
+    """``cannot write OUT: <reason>`` for an output's temporary, ``PATH: <reason>`` otherwise."""
+    reason = exc.strerror or str(exc)
+    if not exc.filename:
+        return reason
+    path = Path(os.fsdecode(exc.filename))
+    found = _TEMPORARY.match(path.name)
+    if found:
+        return f"cannot write {path.with_name(found['name'])}: {reason}"
+    return f"{path}: {reason}"
 
 
 def one_line_errors(func: F) -> F:
@@ -31,6 +98,8 @@ def one_line_errors(func: F) -> F:
             return func(*args, **kwargs)
         except CloudsegError as exc:
             raise click.ClickException(str(exc)) from exc
+        except OSError as exc:  # the machine said no: a read-only or missing folder, a full disk
+            raise click.ClickException(_os_error_line(exc)) from exc
 
     return wrapper  # type: ignore[return-value]
 

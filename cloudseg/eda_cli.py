@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from cloudseg.cli_options import (
+    OneLineCommand,
     one_line_errors,
     out_dir_option,
     overwrite_option,
@@ -17,7 +18,7 @@ from cloudseg.data.cloud38 import SPLITS
 from cloudseg.eda import run_eda
 
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.command(cls=OneLineCommand, context_settings={"help_option_names": ["-h", "--help"]})
 @click.argument("data_dir", type=click.Path(path_type=Path))
 @out_dir_option("")
 @click.option(

@@ -6,7 +6,14 @@ from pathlib import Path
 
 import click
 
-from cloudseg.cli_options import one_line_errors, out_dir_option, progress_disabled, quiet_option
+from cloudseg.cli_options import (
+    OneLineGroup,
+    one_line_errors,
+    out_dir_option,
+    overwrite_option,
+    progress_disabled,
+    quiet_option,
+)
 
 PATCHES_EPILOG = """\b
 Examples:
@@ -17,7 +24,7 @@ Writes scores.json and scores.csv (per scene, mean over scenes, pooled) into --o
 """
 
 
-@click.group()
+@click.group(cls=OneLineGroup)
 def main() -> None:
     """Score cloud masks against ground truth (Jaccard, precision, recall, specificity,
     accuracy, dice), per scene, as the mean over scenes and pooled."""
@@ -35,8 +42,10 @@ def main() -> None:
 )
 @click.option("--scenes", multiple=True, help="Only these scene ids (repeatable).")
 @click.option("--threshold", type=float, default=None, help="Default: the card's threshold.")
-@click.option("--bs", type=int, default=4, show_default=True, help="Patches per forward pass.")
+@click.option("--bs", type=click.IntRange(1), default=4, show_default=True,
+              help="Patches per forward pass.")  # fmt: skip
 @out_dir_option("default: RUN_DIR/eval-<split>", what="Report folder")
+@overwrite_option
 @quiet_option
 @one_line_errors
 def patches(
@@ -47,11 +56,16 @@ def patches(
     threshold: float | None,
     bs: int,
     out: Path | None,
+    overwrite: bool,
     quiet: bool,
 ) -> None:
     """Score the best model of RUN_DIR on the 38-Cloud-layout patches of DATA_DIR."""
+    from cloudseg.evaluate import check_report
     from cloudseg.train.evaluate_patches import evaluate, model_predictor
     from cloudseg.train.predict import load_run
+
+    out = out or Path(run_dir) / f"eval-{split}"
+    check_report(out, overwrite)  # an earlier score is never replaced without --overwrite
 
     model, card = load_run(run_dir)
     confusions = evaluate(
@@ -63,7 +77,7 @@ def patches(
         bs,
         progress=not progress_disabled(quiet),
     )
-    _write_and_print(confusions, out or Path(run_dir) / f"eval-{split}")
+    _write_and_print(confusions, out)
 
 
 def _write_and_print(confusions: dict, out: Path) -> None:
@@ -109,6 +123,7 @@ Writes scores.json and scores.csv (per scene, mean over scenes, pooled) into --o
 )
 @out_dir_option("default: the first mask's folder", what="Report folder")
 @click.option("--chunk-rows", type=int, default=512, show_default=True, help="Rows read per block.")
+@overwrite_option
 @quiet_option
 @one_line_errors
 def scenes(
@@ -117,12 +132,16 @@ def scenes(
     scene: str | None,
     out: Path | None,
     chunk_rows: int,
+    overwrite: bool,
     quiet: bool,
 ) -> None:
     """Score MASK files (<id>_cloudmask.tif: 0 clear, 1 cloud, 255 no data) against truth."""
     from tqdm import tqdm
 
-    from cloudseg.evaluate import evaluate_masks, mask_rows
+    from cloudseg.evaluate import check_report, evaluate_masks, mask_rows
+
+    out = out or Path(masks[0]).parent
+    check_report(out, overwrite)  # an earlier score is never replaced without --overwrite
 
     if chunk_rows < 1:
         raise click.BadParameter("must be >= 1", param_hint="--chunk-rows")
@@ -135,7 +154,7 @@ def scenes(
             confusions = evaluate_against_qa(list(masks), scene, chunk_rows, bar.update)
         else:
             confusions = evaluate_masks(masks, Path(truth), chunk_rows, progress=bar.update)
-    _write_and_print(confusions, out or Path(masks[0]).parent)
+    _write_and_print(confusions, out)
 
 
 PROVE_EPILOG = """\b

@@ -28,6 +28,7 @@ import rasterio
 from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
 from rasterio.windows import Window
 
+from cloudseg.atomic import atomic_path, check_writable
 from cloudseg.data.gdal_errors import describe
 from cloudseg.engine.summary import CLEAR, CLOUD, NODATA, SHADOW
 from cloudseg.errors import DataError, MissingFileError
@@ -225,12 +226,27 @@ def report(confusions: dict[str, Confusion]) -> dict[str, Any]:
     }
 
 
+REPORT_FILES = ("scores.json", "scores.csv")
+
+
+def check_report(out_dir: str | os.PathLike[str], overwrite: bool) -> None:
+    """Refuse, before any work, to replace an earlier ``scores.json``/``.csv`` unless
+    ``overwrite``."""
+    for name in REPORT_FILES:
+        check_writable(Path(out_dir) / name, overwrite)
+
+
 def write_report(result: dict[str, Any], out_dir: str | os.PathLike[str]) -> None:
-    """``scores.json`` and ``scores.csv`` (one row per scene, then ``mean`` and ``pooled``)."""
+    """``scores.json`` and ``scores.csv`` (one row per scene, then ``mean`` and ``pooled``),
+    each written whole under a temporary name and renamed into place."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "scores.json").write_text(json.dumps(result, indent=2) + "\n")
-    with open(out_dir / "scores.csv", "w", newline="") as fh:
+    with atomic_path(out_dir / "scores.json", overwrite=True) as tmp:
+        tmp.write_text(json.dumps(result, indent=2) + "\n")
+    with (
+        atomic_path(out_dir / "scores.csv", overwrite=True) as tmp,
+        open(tmp, "w", newline="") as fh,
+    ):
         writer = csv.writer(fh)
         writer.writerow(["scene", *SCORES])
         rows = [

@@ -14,7 +14,7 @@ from typing import Any
 
 import click
 
-from cloudseg.cli_options import one_line_errors
+from cloudseg.cli_options import OneLineCommand, one_line_errors
 from cloudseg.data import cloud38
 from cloudseg.data.landsat import LandsatScene, open_scene
 from cloudseg.data.landsat_files import check_pixels
@@ -82,6 +82,23 @@ def models_info() -> dict[str, Any]:
     return {entry.pop("name"): entry for entry in list_models()}
 
 
+def _check_patch_files(folder: Path, split: str, patches: list) -> None:
+    """Every band (and truth) file of every patch is there and whole: two block reads each, so
+    a truncated patch fails here in one line, not in the middle of a training epoch."""
+    import warnings
+
+    from rasterio.errors import NotGeoreferencedWarning
+
+    cloud38.check_patches(folder, split, patches)
+    layout = cloud38.SPLITS[split]
+    bands = (*cloud38.BANDS, cloud38.GT_BAND) if layout.has_gt else cloud38.BANDS
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NotGeoreferencedWarning)  # 38-Cloud has no CRS
+        for patch in patches:
+            for band in bands:
+                check_pixels(cloud38.band_path(folder, split, band, patch.name))
+
+
 def dataset_info(path: Path) -> dict[str, Any]:
     """Patch and scene counts of each split found under a 38-Cloud-layout folder."""
     info: dict[str, Any] = {}
@@ -91,6 +108,7 @@ def dataset_info(path: Path) -> dict[str, Any]:
         except MissingFileError:
             continue
         patches = cloud38.list_patches(folder, split)
+        _check_patch_files(folder, split, patches)
         info[split] = {
             "folder": str(folder),
             "patches": len(patches),
@@ -124,7 +142,7 @@ def _shown(section: str, value: Any) -> Any:
     return value
 
 
-@click.command(epilog=EPILOG)
+@click.command(cls=OneLineCommand, epilog=EPILOG)
 @click.argument("path", required=False, type=click.Path(exists=True, path_type=Path))
 @click.option("--providers", is_flag=True, help="Which inference providers load here.")
 @click.option("--models", "list_models", is_flag=True, help="Named and exported models.")

@@ -20,7 +20,7 @@ from cloudseg.data import remote
 from cloudseg.data.cloud38_scene import is_cloud38_path, open_cloud38_scene
 from cloudseg.data.landsat import open_scene, open_stack
 from cloudseg.data.stac import is_item, open_item
-from cloudseg.errors import MissingFileError
+from cloudseg.errors import DataError, MissingFileError
 from cloudseg.scene import Scene
 
 
@@ -53,10 +53,15 @@ def read_manifest(path: str | os.PathLike[str]) -> list[str]:
     except OSError as exc:
         raise MissingFileError(f"{manifest}: cannot read the manifest ({exc.strerror})") from None
     out = []
-    for line in lines:
+    for number, line in enumerate(lines, start=1):
         entry = line.strip()
         if not entry or entry.startswith("#"):
             continue
+        if entry.startswith("@"):  # read as a path it would fail later, far from its cause
+            raise DataError(
+                f"{manifest}, line {number}: {entry} names another manifest; manifests are not "
+                "nested: list its scenes here, or pass both on the command line"
+            )
         if remote.is_url(entry) or Path(entry).is_absolute():
             out.append(entry)
         else:

@@ -9,6 +9,8 @@ from tqdm import tqdm
 
 from cloudseg.atomic import check_writable
 from cloudseg.cli_options import (
+    FiniteFloatRange,
+    OneLineGroup,
     one_line_errors,
     overwrite_option,
     progress_disabled,
@@ -24,7 +26,7 @@ from cloudseg.data.synthetic_write import write_scene_folder
 _out_dir = click.argument("out_dir", type=click.Path(file_okay=False, path_type=Path))
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=OneLineGroup, context_settings={"help_option_names": ["-h", "--help"]})
 def main() -> None:
     """Make synthetic Landsat 8 data: one Level-1 scene folder, or a 38-Cloud-layout dataset.
 
@@ -46,7 +48,7 @@ def main() -> None:
 )
 @click.option(
     "--cloud-fraction",
-    type=click.FloatRange(0.0, 1.0),
+    type=FiniteFloatRange(0.0, 1.0),
     default=None,
     help="Share of valid pixels that are cloud (default: drawn from the seed).",
 )

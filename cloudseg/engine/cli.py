@@ -9,6 +9,8 @@ from pathlib import Path
 import click
 
 from cloudseg.cli_options import (
+    FiniteFloatRange,
+    OneLineCommand,
     device_option,
     one_line_errors,
     out_dir_option,
@@ -42,7 +44,7 @@ ECHOED = (
 )  # fmt: skip
 
 
-@click.command(epilog=EPILOG)
+@click.command(cls=OneLineCommand, epilog=EPILOG)
 # Plain strings: a scene may be a URL, a 38-Cloud "<split folder>::<scene id>" or a @manifest,
 # and the scene readers already answer a missing path with one line.
 @click.argument("scenes", nargs=-1, required=True)
@@ -79,7 +81,7 @@ ECHOED = (
 )
 @click.option(
     "--memory-budget",
-    type=click.FloatRange(0.1),
+    type=FiniteFloatRange(0.1),
     default=None,
     help="GiB of memory inference may use when the tile size is chosen (default: 2 on CPUs, "
     "8 on GPUs).",
@@ -93,7 +95,7 @@ ECHOED = (
 )
 @click.option(
     "--threshold",
-    type=click.FloatRange(0, 1, min_open=True, max_open=True),
+    type=FiniteFloatRange(0, 1, min_open=True, max_open=True),
     default=None,
     help="Cloud probability threshold (default: the card's).",
 )

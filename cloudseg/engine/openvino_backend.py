@@ -117,7 +117,11 @@ class OpenVinoBackend:
             "PERFORMANCE_HINT": "LATENCY",
             "INFERENCE_NUM_THREADS": self.threads,
         }
-        self.compiled = core.compile_model(model, DEVICE, config)
+        try:
+            self.compiled = core.compile_model(model, DEVICE, config)
+        except RuntimeError as exc:  # e.g. an allocation the machine cannot make
+            reason = " ".join(str(exc).split())[-200:]
+            raise ProviderError(f"{self.path}: OpenVINO cannot compile it ({reason})") from None
         effective = self.compiled.get_property("INFERENCE_PRECISION_HINT").to_string()
         if effective != HINTS[self.precision]:
             raise ModelError(

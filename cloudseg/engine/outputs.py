@@ -216,7 +216,10 @@ class SceneWriter:
             self.qa_confusion.add(cloud, qa_flags.usgs_cloud(qa), seen)
         out = {"mask": mask}
         if self.probabilities:
-            percent = np.rint(np.clip(prob_rows, 0.0, 1.0) * PROB_SCALE).astype(np.uint8)
+            # A probability the model could not give (NaN) is written as no data, never cast.
+            finite = np.isfinite(prob_rows)
+            scaled = np.rint(np.clip(np.where(finite, prob_rows, 0.0), 0.0, 1.0) * PROB_SCALE)
+            percent = np.where(finite, scaled, NODATA).astype(np.uint8)
             out["prob"] = np.where(valid_rows, percent, np.uint8(NODATA))
         self.preview.add(row0, mask, bands)
         done = 0

@@ -91,6 +91,33 @@ def _ray() -> Any:
     return ray
 
 
+#: Seconds to wait for a named Ray address to accept a connection (Ray itself retries for
+#: minutes, printing its own log lines, before it gives up on an address nobody listens at).
+REACH_TIMEOUT_S = 10.0
+
+
+def check_reachable(address: str, timeout: float = REACH_TIMEOUT_S) -> None:
+    """Refuse, in one line, a ``--ray HOST:PORT`` (or ``ray://HOST:PORT``) nobody listens at.
+
+    Raises:
+        ProviderError: not ``HOST:PORT``, or no connection within ``timeout`` seconds.
+    """
+    import socket
+
+    host, sep, port = address.removeprefix("ray://").rpartition(":")
+    if not sep or not port.isdigit() or not host:
+        raise ProviderError(f"--ray {address}: expected auto or HOST:PORT of a Ray cluster")
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout):
+            pass
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise ProviderError(
+            f"--ray {address}: no Ray cluster answers there ({reason}); start one with "
+            "`ray start --head`, or use --ray auto"
+        ) from None
+
+
 def connect(address: str) -> Any:
     """Join (or start) the Ray cluster ``--ray`` names; returns the ``ray`` module."""
     ray = _ray()
@@ -98,6 +125,7 @@ def connect(address: str) -> Any:
         return ray
     kwargs: dict[str, Any] = {"namespace": NAMESPACE, "log_to_driver": False}
     if address != "auto":
+        check_reachable(address)
         ray.init(address=address, **kwargs)
         return ray
     try:  # a cluster `ray start` made here, or RAY_ADDRESS

@@ -182,6 +182,11 @@ def make_backend(model: str | os.PathLike[str], provider: str, options: BackendO
     check_name(provider)
     if provider == AUTO:
         return open_backend(model, choose(provider, model, options.device), lambda _: options)
+    if provider == "torch" and not is_torch_model(model):
+        raise ModelError(
+            f"{model}: --provider torch runs a training run folder or a .pth checkpoint, not an "
+            "ONNX file; run the ONNX file with --provider cpu, openvino, cuda or tensorrt"
+        )
     if is_torch_model(model) and PROVIDERS[provider].runs_onnx:
         if provider not in ("cpu", "cuda"):
             raise ModelError(

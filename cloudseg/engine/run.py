@@ -41,7 +41,7 @@ from cloudseg.engine.scene_task import (
     out_dir_for,
     prepare,
 )
-from cloudseg.engine.tile_plan import plan_tiles
+from cloudseg.engine.tile_plan import check_tile_budget, plan_tiles
 from cloudseg.engine.tiling import TileSpec
 from cloudseg.errors import CloudsegError
 from cloudseg.scene import Scene
@@ -86,12 +86,13 @@ def _run(specs: list[str], config: RunConfig) -> RunOutcome:
     card = model_card(Path(config.model))
     choice = choose(config.provider, config.model, config.device)
     tile, tile_plan = config.tile, None
+    provider = choice.candidates[0] if choice.candidates else "cpu"
+    batch = config.batch or default_batch(provider, config.device)
     if tile is None:  # the first scene's best size: one backend (one shape) for all
-        provider = choice.candidates[0] if choice.candidates else "cpu"
-        batch = config.batch or default_batch(provider, config.device)
         tile_plan = plan_tiles(card, first, provider, batch, config.memory_budget)
         tile = tile_plan.tile
     card.check_tile(tile)
+    check_tile_budget(card, tile, provider, batch, config.memory_budget)
     overlap = card.default_overlap(tile) if config.overlap is None else config.overlap
     spec = TileSpec(tile, overlap)
     threshold = card.threshold if config.threshold is None else config.threshold

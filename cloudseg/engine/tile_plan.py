@@ -27,6 +27,7 @@ import numpy as np
 
 from cloudseg.card import ModelCard
 from cloudseg.engine.tiling import TileSpec, tile_grid
+from cloudseg.errors import ModelError
 from cloudseg.scene import Scene
 
 #: Inference memory per pixel of a batch of tiles, by provider (see the module docstring). GPU
@@ -77,6 +78,22 @@ def largest_tile(provider: str, batch: int, budget_gib: float | None = None) -> 
     budget = (budget_gib or BUDGET_GIB.get(provider, 2.0)) * 2**30
     side = math.sqrt(budget / (batch * BYTES_PER_PIXEL.get(provider, 2048)))
     return int(min(side, LARGEST))
+
+
+def check_tile_budget(
+    card: ModelCard, tile: int, provider: str, batch: int, budget_gib: float | None = None
+) -> None:
+    """Refuse an explicit ``--tile`` whose batch would not fit the memory budget, in one line,
+    before a runtime tries to allocate it (ONNX Runtime and OpenVINO fail with a traceback)."""
+    if card.fixed_size or tile <= largest_tile(provider, batch, budget_gib):
+        return
+    need = batch * tile * tile * BYTES_PER_PIXEL.get(provider, 2048) / 2**30
+    budget = budget_gib or BUDGET_GIB.get(provider, 2.0)
+    raise ModelError(
+        f"--tile {tile} needs about {need:.1f} GiB for inference on {provider} at batch {batch}, "
+        f"over the memory budget of {budget:g} GiB: pass a smaller --tile (at most "
+        f"{largest_tile(provider, batch, budget_gib)} here) or a larger --memory-budget"
+    )
 
 
 def validity_map(scene: Scene, cell: int = CELL) -> np.ndarray:

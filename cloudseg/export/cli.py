@@ -7,7 +7,13 @@ from pathlib import Path
 
 import click
 
-from cloudseg.cli_options import one_line_errors, overwrite_option, seed_option, setup_logging
+from cloudseg.cli_options import (
+    OneLineCommand,
+    one_line_errors,
+    overwrite_option,
+    seed_option,
+    setup_logging,
+)
 from cloudseg.errors import ModelError
 
 MODELS = ("r18", "r34")
@@ -28,7 +34,7 @@ logits within 1e-4 of PyTorch and identical masks away from the threshold; varia
 """
 
 
-@click.command(epilog=EPILOG)
+@click.command(cls=OneLineCommand, epilog=EPILOG)
 @click.option("--model", type=click.Choice(MODELS), required=True, help="Which UNet to export.")
 @click.option(
     "--run",

@@ -6,10 +6,13 @@ import importlib
 import logging
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 
 from cloudseg.cli_options import (
+    FiniteFloatRange,
+    OneLineCommand,
     one_line_errors,
     out_dir_option,
     overwrite_option,
@@ -34,7 +37,7 @@ the newest run of a model from there.
 """
 
 
-@click.command(epilog=EPILOG)
+@click.command(cls=OneLineCommand, epilog=EPILOG)
 @click.argument("data_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option(
     "--model",
@@ -57,20 +60,21 @@ the newest run of a model from there.
     show_default=True,
     help="Patch size of the fine-tuning stage; 0 skips it.",
 )
-@click.option("--epochs", type=int, default=10, show_default=True)
-@click.option("--fine-tune-epochs", type=int, default=5, show_default=True)
-@click.option("--bs", type=int, default=8, show_default=True, help="Batch size.")
+@click.option("--epochs", type=click.IntRange(1), default=10, show_default=True)
+@click.option("--fine-tune-epochs", type=click.IntRange(0), default=5, show_default=True)
+@click.option("--bs", type=click.IntRange(1), default=8, show_default=True, help="Batch size.")
 @click.option(
     "--lr",
-    type=float,
+    type=FiniteFloatRange(0, min_open=True),
     default=None,
     help="Learning rate (default: lr_find's suggestion for r18, 1e-3 for r34).",
 )
-@click.option("--lr-find-iters", type=int, default=100, show_default=True)
-@click.option("--limit", type=int, default=None, help="Use only N patches (smoke runs).")
+@click.option("--lr-find-iters", type=click.IntRange(1), default=100, show_default=True)
+@click.option("--limit", type=click.IntRange(1), default=None,
+              help="Use only N patches (smoke runs).")  # fmt: skip
 @click.option(
     "--val-fraction",
-    type=float,
+    type=FiniteFloatRange(0, 1, min_open=True, max_open=True),
     default=0.2,
     show_default=True,
     help="Share of scenes held out for validation.",
@@ -88,7 +92,8 @@ the newest run of a model from there.
     show_default=True,
     help="Start from ImageNet weights in the local torch cache ($TORCH_HOME).",
 )
-@click.option("--workers", type=int, default=0, show_default=True, help="DataLoader workers.")
+@click.option("--workers", type=click.IntRange(0), default=0, show_default=True,
+              help="DataLoader workers.")  # fmt: skip
 @click.option("--cache", is_flag=True, help="Keep patches in memory after the first epoch.")
 @precision_option(
     "Training precision: auto is bf16 on CPUs with AMX or AVX512-BF16 and on GPUs that run it, "
@@ -126,8 +131,6 @@ def main(
     from cloudseg.train.common import (
         TrainConfig,
         pick_device,
-        run_card,
-        save_run_card,
         seed_everything,
     )
     from cloudseg.train.data import prepare_data
@@ -166,7 +169,29 @@ def main(
     )
     seed_everything(seed)
     data = prepare_data(data_dir, val_fraction, seed, limit, nonempty, stats)
-    run_dir = new_run_dir(model, out, overwrite)
+    try:
+        with new_run_dir(model, out, overwrite) as (run_dir, writing):
+            result = _train(model, config, data, run_dir, writing)
+    except _NothingToKeep:
+        click.echo("training interrupted before a checkpoint: nothing written, and an earlier "
+                   "run in the folder is kept", err=True)  # fmt: skip
+        sys.exit(130)
+    scores = ", ".join(f"{k} {v:.4f}" for k, v in sorted(result.scores.items()))
+    click.echo(f"{run_dir}: best validation {scores}")
+    if result.interrupted:
+        click.echo("training interrupted: the best checkpoint so far is kept", err=True)
+        sys.exit(130)
+
+
+class _NothingToKeep(Exception):
+    """Interrupted before the first checkpoint: the new run folder is discarded."""
+
+
+def _train(model: str, config: Any, data: Any, run_dir: Path, writing: Path) -> Any:
+    """Train into ``writing`` (renamed to ``run_dir`` when this returns) and write the card."""
+    from cloudseg.train.common import run_card, save_run_card
+    from cloudseg.train.runs import BEST_WEIGHTS
+
     log.info(
         "run folder %s: %d training patches (%d scenes), %d validation patches (%d scenes)",
         run_dir,
@@ -176,11 +201,8 @@ def main(
         len(data.valid_scenes),
     )
     pipeline = importlib.import_module(PIPELINES[model])
-    result = pipeline.train(config, data, run_dir)
-    card = run_card(config, data, result.scores, result.history)
-    save_run_card(run_dir, card)
-    scores = ", ".join(f"{k} {v:.4f}" for k, v in sorted(result.scores.items()))
-    click.echo(f"{run_dir}: best validation {scores}")
-    if result.interrupted:
-        click.echo("training interrupted: the best checkpoint so far is kept", err=True)
-        sys.exit(130)
+    result = pipeline.train(config, data, writing)
+    if result.interrupted and not (writing / BEST_WEIGHTS).is_file():
+        raise _NothingToKeep
+    save_run_card(writing, run_card(config, data, result.scores, result.history))
+    return result

@@ -15,6 +15,7 @@ from torch import nn
 from cloudseg.card import ModelCard, read_json
 from cloudseg.errors import MissingFileError, ModelError
 from cloudseg.train.models import MODELS, build_model, check_input_size
+from cloudseg.train.run_files import load_weights
 from cloudseg.train.runs import BEST_WEIGHTS, CARD
 
 
@@ -28,14 +29,7 @@ def model_name_of(card: ModelCard) -> str:
 
 def load_state_dict(model: nn.Module, path: Path) -> nn.Module:
     """Load a ``state_dict`` file into ``model``; a wrong architecture is a one-line error."""
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise MissingFileError(f"{path}: no checkpoint there") from None
-    except (RuntimeError, EOFError, ValueError) as exc:
-        raise ModelError(f"{path}: not a readable PyTorch checkpoint ({exc})") from None
-    if not isinstance(state, dict):
-        raise ModelError(f"{path}: holds a {type(state).__name__}, not a state_dict")
+    state = load_weights(path)
     result = model.load_state_dict(state, strict=False)
     if result.missing_keys or result.unexpected_keys:
         raise ModelError(

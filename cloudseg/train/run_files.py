@@ -8,6 +8,7 @@ leaves a half-written file, only the previous complete one.
 from __future__ import annotations
 
 import csv
+import pickle
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ import torch
 from torch import nn
 
 from cloudseg.atomic import atomic_path
+from cloudseg.errors import MissingFileError, ModelError
 from cloudseg.train.data import PatchDataset
 from cloudseg.train.plots import plot_batch
 
@@ -45,8 +47,28 @@ def save_weights(model: nn.Module, path: Path) -> None:
 
 
 def load_weights(path: Path, device: torch.device | str = "cpu") -> dict[str, torch.Tensor]:
-    """A ``state_dict`` saved by :func:`save_weights`; tensors only, nothing unpickled."""
-    return torch.load(path, map_location=device, weights_only=True)
+    """A ``state_dict`` saved by :func:`save_weights`; tensors only, nothing unpickled.
+
+    Raises:
+        MissingFileError: no file there.
+        ModelError: not a file of tensors, in one line. (torch's own message suggests loading
+            with ``weights_only=False``, which runs any code the file holds: never shown.)
+    """
+    try:
+        state = torch.load(path, map_location=device, weights_only=True)
+    except FileNotFoundError:
+        raise MissingFileError(f"{path}: no checkpoint there") from None
+    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, TypeError) as exc:
+        first = str(exc).strip().splitlines()[0][:120] if str(exc).strip() else type(exc).__name__
+        if "weights_only" in first or "Weights only" in first:
+            first = "it holds more than tensors"
+        raise ModelError(
+            f"{path}: not a PyTorch checkpoint of tensors (a state_dict saved by cloudseg-train): "
+            f"{first}"
+        ) from None
+    if not isinstance(state, dict):
+        raise ModelError(f"{path}: holds a {type(state).__name__}, not a state_dict")
+    return state
 
 
 def plot_valid_batch(

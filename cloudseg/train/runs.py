@@ -7,10 +7,12 @@ plots.
 
 from __future__ import annotations
 
-import shutil
+import contextlib
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
+from cloudseg.atomic import atomic_path
 from cloudseg.errors import MissingFileError, OutputExistsError
 from cloudseg.home import runs_dir
 
@@ -19,13 +21,19 @@ CARD = "card.json"
 LOG = "log.csv"
 
 
-def new_run_dir(model: str, out: Path | None, overwrite: bool) -> Path:
-    """Create the folder a run writes into.
+@contextlib.contextmanager
+def new_run_dir(model: str, out: Path | None, overwrite: bool) -> Iterator[tuple[Path, Path]]:
+    """The folder a run writes into: a temporary beside the final one, renamed into place when
+    training ends (interrupted or not); on an error the temporary goes and an earlier run in
+    ``out`` is left byte for byte (``--overwrite`` replaces it only with a finished run).
 
     Args:
         model: model name (``r18``, ``r34``), used in the default folder name.
         out: chosen folder, or ``None`` for ``runs_dir()/<model>-<UTC timestamp>``.
-        overwrite: allow ``out`` to exist already; its contents are then removed.
+        overwrite: allow ``out`` to hold an earlier run, replaced once the new one is done.
+
+    Yields:
+        ``(final folder, folder to write now)``.
 
     Raises:
         OutputExistsError: ``out`` exists and is not empty, and ``overwrite`` is false.
@@ -33,12 +41,15 @@ def new_run_dir(model: str, out: Path | None, overwrite: bool) -> Path:
     if out is None:
         out = runs_dir() / f"{model}-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}"
     out = Path(out)
-    if out.exists() and any(out.iterdir()):
-        if not overwrite:
-            raise OutputExistsError(out)
-        shutil.rmtree(out)
-    out.mkdir(parents=True, exist_ok=True)
-    return out
+    if out.exists() and not out.is_dir():
+        raise OutputExistsError(out, " and is not a folder")
+    if out.is_dir() and any(out.iterdir()) and not overwrite:
+        raise OutputExistsError(out)
+    if out.is_dir() and not any(out.iterdir()):
+        out.rmdir()  # an empty folder holds nothing to keep; the finished run takes its place
+    with atomic_path(out, overwrite=True) as tmp:
+        tmp.mkdir(parents=True)
+        yield out, tmp
 
 
 def newest_run(model: str, root: Path | None = None) -> Path:
