@@ -44,7 +44,7 @@ from cloudseg.engine.scene_task import (
 from cloudseg.engine.tile_plan import check_tile_budget, plan_tiles
 from cloudseg.engine.tiling import TileSpec
 from cloudseg.errors import CloudsegError
-from cloudseg.scene import Scene
+from cloudseg.scene import Scene, check_value_kind
 
 log = logging.getLogger("cloudseg.run")
 
@@ -81,9 +81,11 @@ def _run(specs: list[str], config: RunConfig) -> RunOutcome:
         config = replace(config, model=model)
     else:
         config = replace(config, model=models.resolve(config.model))
-    if (warning := models.warn_if_synthetic(Path(config.model), first)) is not None:
-        log.warning("%s", warning)
     card = model_card(Path(config.model))
+    # (A model that cannot read the scene at all is refused in one line below, not warned of.)
+    warning = models.warn_if_synthetic(Path(config.model), first)
+    if warning is not None and card.value_kind in first.value_kinds:
+        log.warning("%s", warning)
     choice = choose(config.provider, config.model, config.device)
     tile, tile_plan = config.tile, None
     provider = choice.candidates[0] if choice.candidates else "cpu"
@@ -100,6 +102,8 @@ def _run(specs: list[str], config: RunConfig) -> RunOutcome:
     extra: dict[str, Any] = {}
     if tile_plan is not None:
         extra["tile_plan"] = tile_plan.as_dict() | {"planned_on": first.scene_id}
+    if not config.keep_going:  # refused before any folder or ledger is made
+        check_value_kind(card, first)
     key = run_key(card, Path(config.model), options)
     folder = config.out or out_dir_for(first, config)
     report = RunReport(folder, options, specs, key)

@@ -30,3 +30,8 @@ def test_archive_quick_writes_results(run_quick, tmp_path: Path) -> None:
     assert many["ratio"] == pytest.approx(
         many["sum_of_single_calls_seconds"] / many["one_call_seconds"]
     )
+    ledger = doc["ledger"]
+    assert [r["scenes"] for r in ledger["failing"]] == config["ledger_sizes"]
+    assert all(r["ms_per_entry"] > 0 for r in ledger["failing"])
+    assert ledger["resume"]["scenes"] == config["ledger_sizes"][-1] + 1
+    assert ledger["resume"]["ms_per_scene"] > 0
