@@ -42,16 +42,7 @@ def remove_stale(path: str | os.PathLike[str]) -> list[Path]:
         The temporaries removed.
     """
     final = Path(path)
-    if not final.parent.is_dir():
-        return []
-    removed = []
-    for stale in final.parent.glob(f".{glob_escape(final.name)}.*{PART_SUFFIX}"):
-        if stale.is_dir():
-            shutil.rmtree(stale, ignore_errors=True)
-        else:
-            stale.unlink(missing_ok=True)
-        removed.append(stale)
-    return removed
+    return _remove_matching(final.parent, f".{glob_escape(final.name)}.*{PART_SUFFIX}")
 
 
 def remove_stale_in(folder: str | os.PathLike[str]) -> list[Path]:
@@ -60,11 +51,15 @@ def remove_stale_in(folder: str | os.PathLike[str]) -> list[Path]:
     For a run that owns ``folder`` (one run per output folder at a time): whatever options the
     killed run had, its half-written files go.
     """
-    found = Path(folder)
-    if not found.is_dir():
+    return _remove_matching(Path(folder), f".*{PART_SUFFIX}")
+
+
+def _remove_matching(folder: Path, pattern: str) -> list[Path]:
+    """Remove the files and folders in ``folder`` matching ``pattern``; returns them."""
+    if not folder.is_dir():
         return []
     removed = []
-    for stale in found.glob(f".*{PART_SUFFIX}"):
+    for stale in folder.glob(pattern):
         if stale.is_dir():
             shutil.rmtree(stale, ignore_errors=True)
         else:

@@ -1,8 +1,8 @@
 """Options and error handling shared by every ``cloudseg-*`` command (as rasterio's ``rio``).
 
 A :class:`~cloudseg.errors.CloudsegError` reaches the user as one line on stderr and exit code 1;
-click's own usage errors (a bad option value, a missing argument) are one ``Error:`` line too,
-without click's usage block, and keep click's exit code 2 (:class:`OneLineCommand`).
+click's own usage errors (a bad option value, a missing argument) are one ``Error:`` line and
+exit code 1 too, without click's usage block (:class:`OneLineCommand`).
 """
 
 from __future__ import annotations
@@ -25,8 +25,8 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 class _OneLineMain:
-    """``main`` of a click command or group: usage errors as one ``Error:`` line (exit 2),
-    other click errors as their one line (exit 1), no usage block, no traceback."""
+    """``main`` of a click command or group: every error as one ``Error:`` line and exit 1,
+    click's usage errors included (no usage block, not click's exit 2), no traceback."""
 
     def main(
         self,
@@ -42,7 +42,7 @@ class _OneLineMain:
             code = super().main(args, prog_name, complete_var, False, **extra)  # type: ignore[misc]
         except click.UsageError as exc:
             click.echo(f"Error: {exc.format_message()}", err=True)
-            sys.exit(exc.exit_code)
+            sys.exit(1)
         except click.ClickException as exc:
             exc.show()
             sys.exit(exc.exit_code)

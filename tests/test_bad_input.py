@@ -1,6 +1,5 @@
-"""Bad input, one class of failure per test: one ``Error:`` line naming the problem, the exit
-code the README gives (2 for click's usage errors, 1 for everything else), no traceback, and
-nothing already on disk lost."""
+"""Bad input, one class of failure per test: one ``Error:`` line naming the problem, exit code 1
+(click's usage errors included), no traceback, and nothing already on disk lost."""
 
 from __future__ import annotations
 
@@ -58,7 +57,7 @@ def one_line(result, code: int) -> str:
     ],
 )  # fmt: skip
 def test_usage_errors_are_one_line(command, args, says) -> None:
-    assert says in one_line(CliRunner().invoke(command, args), 2)
+    assert says in one_line(CliRunner().invoke(command, args), 1)
 
 
 @pytest.mark.parametrize(

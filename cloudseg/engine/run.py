@@ -130,11 +130,24 @@ def _run(specs: list[str], config: RunConfig) -> RunOutcome:
         backend = open_backend(config.model, choice, lambda p: config.options(p, tile))
         plan.extra["provider_choice"] = choice.as_dict()
         try:
-            return run_local(rest, plan, backend, report, ready)
+            outcome = run_local(rest, plan, backend, report, ready)
         finally:
-            backend.close()
+            _close(backend.close)
+        return outcome
     finally:
-        report.close()
+        _close(report.close)
+
+
+def _close(close: Any) -> None:
+    """Close a resource even if Ctrl-C lands meanwhile. Every scene has ended by then (or the
+    run is already stopping): an interrupt during the close is finished, not obeyed, so a run
+    whose outputs are all written never says "interrupted", and an interrupted run's report
+    is still exported."""
+    try:
+        close()
+    except KeyboardInterrupt:
+        log.warning("interrupted while closing the run; closing it all the same")
+        close()
 
 
 def _first_that_opens(

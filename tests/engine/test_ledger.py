@@ -90,3 +90,24 @@ def test_keep_going_holds_from_a_bad_first_scene(models, tmp_path):  # noqa: F81
     code, output = run_cli(f"@{manifest}", "--model", models["dn"], "--out", tmp_path / "o2",
                            "--tile", "64")  # fmt: skip
     assert code == 1 and output.count("Error:") == 1 and "missing" in output
+
+
+def test_ctrl_c_after_every_scene_ended_is_not_an_interrupted_run(models, tmp_path, monkeypatch):  # noqa: F811
+    """Ctrl-C landing while the finished run closes (every file written): exit 0, the report
+    exported, no "interrupted"."""
+    (scene,) = _local_scenes(tmp_path, 1)
+    original = RunReport.close
+    calls = []
+
+    def interrupted_once(self) -> None:
+        calls.append(1)
+        if len(calls) == 1:
+            raise KeyboardInterrupt
+        original(self)
+
+    monkeypatch.setattr(RunReport, "close", interrupted_once)
+    out = tmp_path / "out"
+    code, output = run_cli(scene, "--model", models["dn"], "--out", out, "--tile", "64")
+    assert code == 0 and "interrupted" not in output.replace("interrupted while closing", "")
+    assert json.loads((out / REPORT_JSON).read_text())["counts"]["done"] == 1
+    assert len(list(out.glob("*_cloudmask.tif"))) == 1
