@@ -5,6 +5,8 @@
     runs/<model>-<UTC time>/     training runs (best.pth, card.json, log.csv, plots)
     models/cloudseg-<model>.onnx exported models (``-fp16`` / ``-int8`` variants beside them)
     trt-cache/                   TensorRT engine and timing caches
+    openvino-cache/              OpenVINO's compiled models
+    proofs/                      reduced-precision proofs on the real reference scenes
 
 This module is the one owner of those paths. It is part of the torch-free floor every layer may
 import (training writes runs, export writes models, the engine reads models and caches), so
@@ -40,6 +42,17 @@ def runs_dir() -> Path:
 def models_dir() -> Path:
     """Exported models: ``$CLOUDSEG_HOME/models``."""
     return cloudseg_home() / "models"
+
+
+def proofs_dir() -> Path:
+    """Reduced-precision proofs (:mod:`cloudseg.engine.proof`): ``$CLOUDSEG_HOME/proofs``."""
+    return cloudseg_home() / "proofs"
+
+
+def openvino_cache_dir() -> Path:
+    """OpenVINO's compiled-model cache: ``$CLOUDSEG_HOME/openvino-cache`` (keyed by OpenVINO on
+    the model, its shape, the device and the precision, so a second run skips the compile)."""
+    return cloudseg_home() / "openvino-cache"
 
 
 def trt_cache_dir() -> Path:

@@ -32,7 +32,7 @@ from cloudseg.engine.backend import Backend, BackendOptions
 from cloudseg.engine.in_memory import Prediction, predict_scene
 from cloudseg.engine.tiling import TileSpec
 from cloudseg.errors import CloudsegError
-from cloudseg.home import cloudseg_home
+from cloudseg.home import proofs_dir
 
 log = logging.getLogger("cloudseg.run")
 
@@ -142,11 +142,6 @@ def key_for(backend: Backend, model: Path, precision: str) -> ProofKey:
     info = backend.describe()
     hardware = f"gpu: {info['gpu']}" if info.get("gpu") else cpu_hardware()
     return ProofKey(sha256(model), backend.name, info["runtime"], precision, hardware)
-
-
-def proofs_dir() -> Path:
-    """``$CLOUDSEG_HOME/proofs``."""
-    return cloudseg_home() / "proofs"
 
 
 def _store(digest: str) -> Path:
