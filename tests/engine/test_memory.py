@@ -41,7 +41,9 @@ print(json.dumps({"peak_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
 
 def write_tall_stack(path: Path, height: int) -> Path:
-    """A smooth 4-band uint16 GeoTIFF written in row blocks (it never exists whole in memory)."""
+    """A 4-band uint16 GeoTIFF written in row blocks (it never exists whole in memory): a smooth
+    field with noise, so that, like real bands, it barely compresses, and a cache of file bytes
+    (GDAL's ``VSI_CACHE``, 64 MiB a file, once set for COGs) grows with the scene as it did."""
     profile = dict(driver="GTiff", width=WIDTH, height=height, count=4, dtype="uint16",
                    crs="EPSG:32633", transform=from_origin(500000, 4600000, 30, 30),
                    tiled=True, blockxsize=256, blockysize=256, compress="deflate")  # fmt: skip
@@ -50,8 +52,9 @@ def write_tall_stack(path: Path, height: int) -> Path:
         for row0 in range(0, height, 512):
             n = min(512, height - row0)
             y = np.arange(row0, row0 + n, dtype=np.float32)[:, None] / 300
-            field = (8000 + 6000 * np.sin(x[None] + y)).astype(np.uint16)
-            ds.write(np.stack([field] * 4), window=Window(0, row0, WIDTH, n))
+            field = 8000 + 6000 * np.sin(x[None] + y)
+            noise = np.random.default_rng(row0).integers(0, 4000, (4, n, WIDTH))
+            ds.write((field[None] + noise).astype(np.uint16), window=Window(0, row0, WIDTH, n))
     return path
 
 
