@@ -43,13 +43,18 @@ def finish_geotiff(
     tags: Mapping[str, str],
     description: str,
     scale: float | None = None,
+    classes: Mapping[int, tuple[str, tuple[int, int, int, int]]] | None = None,
 ) -> None:
     """Overviews, tags and description on the closed GeoTIFF ``path``, then make it a COG.
 
     The COG driver drops the ``rio_overview`` tag domain, so the resampling is also kept as the
-    ``OVERVIEW_RESAMPLING`` tag.
+    ``OVERVIEW_RESAMPLING`` tag. ``classes`` (code -> (name, RGBA)) become the band's colour
+    table and ``CLASS_<code>`` band tags, so GIS tools show the classes by name and colour.
     """
     with rasterio.open(path, "r+") as ds:
+        if classes:
+            ds.write_colormap(1, {code: rgba for code, (_, rgba) in classes.items()})
+            ds.update_tags(1, **{f"CLASS_{code}": name for code, (name, _) in classes.items()})
         factors = overview_factors(ds.width, ds.height)
         if factors:
             ds.build_overviews(factors, resampling)

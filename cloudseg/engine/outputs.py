@@ -42,7 +42,16 @@ from cloudseg.engine import vector
 from cloudseg.engine.cog import BLOCK, finish_geotiff
 from cloudseg.engine.dilate import dilate_file
 from cloudseg.engine.preview import PREVIEW_MAX_SIDE, PreviewBuffer, preview_scale_for
-from cloudseg.engine.summary import NODATA, SceneStats, mask_codes
+from cloudseg.engine.summary import (
+    CLEAR,
+    CLOUD,
+    MASK_CODES,
+    MASK_COLOURS,
+    NODATA,
+    SHADOW,
+    SceneStats,
+    mask_codes,
+)
 from cloudseg.metrics import Confusion
 
 __all__ = ["OutputPaths", "SceneWriter"]
@@ -268,8 +277,11 @@ class SceneWriter:
         if self.dilate:
             common["CLOUD_BUFFER_PIXELS"] = str(self.dilate)
         shadow = ", 2 cloud shadow" if self._shadow is not None else ""
+        codes = (CLEAR, CLOUD, *((SHADOW,) if self._shadow is not None else ()), NODATA)
+        classes = {c: (MASK_CODES[c], MASK_COLOURS[c]) for c in codes}
         finish_geotiff(self._tmp["mask"], RESAMPLING["mask"], common,
-                       f"cloud mask: 0 clear, 1 cloud{shadow}, 255 no data")  # fmt: skip
+                       f"cloud mask: 0 clear, 1 cloud{shadow}, 255 no data",
+                       classes=classes)  # fmt: skip
         if self.probabilities:
             finish_geotiff(self._tmp["prob"], RESAMPLING["prob"], common,
                            "cloud probability (%), 255 no data", 1.0 / PROB_SCALE)  # fmt: skip

@@ -24,6 +24,14 @@ from cloudseg.metrics import Confusion
 CLEAR, CLOUD, SHADOW, NODATA = 0, 1, 2, 255
 #: Meaning of each code, for band descriptions and the README.
 MASK_CODES = {CLEAR: "clear", CLOUD: "cloud", SHADOW: "cloud shadow", NODATA: "no data"}
+#: The mask's colour table (RGBA), so GIS tools show the classes without a style file: cloud
+#: white, shadow dark grey, clear green, no data transparent.
+MASK_COLOURS = {
+    CLEAR: (46, 139, 87, 255),
+    CLOUD: (255, 255, 255, 255),
+    SHADOW: (80, 80, 80, 255),
+    NODATA: (0, 0, 0, 0),
+}
 
 
 def mask_codes(

@@ -267,3 +267,17 @@ def test_scene_without_valid_pixels(tmp_path):
         assert (ds.read(1) == 255).all() and ds.overviews(1) == []
         assert "CLOUD_COVER" not in ds.tags() and ds.tags()["NODATA_PERCENT"] == "100.000000"
     assert not np.asarray(Image.open(paths.preview)).any()
+
+
+def test_the_mask_names_and_colours_its_classes(written) -> None:
+    """A colour table and class names inside the mask GeoTIFF (after the COG rewrite), so QGIS
+    and gdalinfo show clear, cloud and no data without a style file; no shadow class in a mask
+    made without --shadow."""
+    out, writer = written
+    with rasterio.open(writer.paths.mask) as ds:
+        colours, tags = ds.colormap(1), ds.tags(1)
+        assert ds.colorinterp[0] == rasterio.enums.ColorInterp.palette
+    assert colours[1] == (255, 255, 255, 255) and colours[255][3] == 0  # cloud white, no data clear
+    assert colours[0] != colours[1]
+    assert {k: v for k, v in tags.items() if k.startswith("CLASS_")} == {
+        "CLASS_0": "clear", "CLASS_1": "cloud", "CLASS_255": "no data"}  # fmt: skip
