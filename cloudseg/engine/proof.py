@@ -19,12 +19,12 @@ import json
 import logging
 import os
 import platform
-import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from cloudseg.atomic import atomic_path
 from cloudseg.card import ModelCard
 from cloudseg.data.reference import ReferenceItem, reference_items
 from cloudseg.data.sources import open_any
@@ -74,16 +74,10 @@ def cpu_hardware() -> str:
 
 def sha256(path: Path) -> str:
     """SHA-256 of a model file, or of a run folder's ``best.pth``."""
-    import hashlib
+    from cloudseg.engine.foreign.ukis_csmask import sha256 as file_sha256
 
     path = Path(path)
-    if path.is_dir():
-        path = path / "best.pth"
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    return file_sha256(path / "best.pth" if path.is_dir() else path)
 
 
 @dataclass(frozen=True)
@@ -167,10 +161,8 @@ def save(proof: Proof) -> Path:
     records = [r for r in load_records(proof.key.sha256) if not proof.key.matches(r)]
     records.append(proof.as_dict())
     path = _store(proof.key.sha256)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}")
-    tmp.write_text(json.dumps(records, indent=2) + "\n")
-    os.replace(tmp, path)
+    with atomic_path(path, overwrite=True) as tmp:
+        tmp.write_text(json.dumps(records, indent=2) + "\n")
     return path
 
 
