@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cloudseg.card import read, sidecar_path, write_json
+from cloudseg.card import ModelCard, read, sidecar_path, write_json
 from cloudseg.errors import CloudsegError, MissingFileError, ModelError
 from cloudseg.home import DEFAULT_MODEL, default_model_path, models_dir
 
@@ -128,12 +128,17 @@ def default_for(scene: Any) -> tuple[Path, str]:
         " (a synthetic scene)" if synthetic else "")  # fmt: skip
 
 
-def warn_if_synthetic(path: Path, scene: Any) -> str | None:
-    """One warning line when a model trained on synthetic scenes only meets a real product
-    (None otherwise), naming the real alternative."""
+def warn_if_synthetic(card: ModelCard, path: Path, scene: Any) -> str | None:
+    """One warning line when a model trained on synthetic scenes only meets a real product it
+    can read (None otherwise; one it cannot read is refused, not warned of), naming the real
+    alternative."""
     from cloudseg.data.synthetic_write import is_synthetic_folder
 
-    if data_origin(path) != "synthetic" or is_synthetic_folder(scene.source):
+    if (
+        card.training.get("data_origin") != "synthetic"
+        or card.value_kind not in (scene.value_kinds)
+        or is_synthetic_folder(scene.source)
+    ):
         return None
     real = next((n for k, n in REAL_DEFAULTS.items() if k in scene.value_kinds), "ukis-l1c")
     return (f"{Path(path).name} was trained on synthetic scenes only; on a real product such as "

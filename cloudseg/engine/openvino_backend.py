@@ -45,7 +45,7 @@ from cloudseg.engine.backend import (
     class_probabilities,
     mask_channels,
 )
-from cloudseg.engine.proof import ProofKey, cpu_flags, cpu_hardware, resolve_auto, sha256
+from cloudseg.engine.proof import ProofKey, choose_precision, cpu_flags, cpu_hardware, sha256
 from cloudseg.errors import MissingFileError, ModelError, ProviderError
 from cloudseg.home import openvino_cache_dir
 
@@ -99,7 +99,12 @@ class OpenVinoBackend:
         self.card = model_card.read(self.path)
         self.batch, self.tile = options.batch, self.card.check_tile(options.tile)
         self.channels = mask_channels(self.card, options.shadow)
-        self.precision, self.proof = self._precision(options.precision)
+        # auto: the CPU's native precision only when proven for this file here, else f32
+        native = native_precision()
+        self.precision, self.proof = choose_precision(
+            options.precision, native,
+            lambda: ProofKey(sha256(self.path), "openvino", runtime(), native, cpu_hardware()),
+        )  # fmt: skip
         core = ov.Core()
         try:
             model = core.read_model(str(self.path))
@@ -142,17 +147,6 @@ class OpenVinoBackend:
                 (self.batch, N_BANDS, self.tile, self.tile), np.float32
             )
             self._requests.put(request)
-
-    def _precision(self, asked: str) -> tuple[str, dict[str, Any]]:
-        """What runs: ``asked``, or for ``auto`` the CPU's native precision only when it is
-        proven on the real reference scenes for this file (:mod:`cloudseg.engine.proof`)."""
-        if asked != "auto":
-            return asked, {"status": "asked"}
-        candidate = native_precision()
-        if candidate == "f32":
-            return "f32", {"status": "reference precision"}
-        key = ProofKey(sha256(self.path), "openvino", runtime(), candidate, cpu_hardware())
-        return resolve_auto(key)
 
     def _check_input(self, model: Any) -> str:
         inputs = model.inputs

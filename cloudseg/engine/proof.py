@@ -251,6 +251,20 @@ def resolve_auto(key: ProofKey) -> tuple[str, dict[str, Any]]:
     return "f32", status | {"candidate": key.precision}
 
 
+def choose_precision(
+    asked: str, candidate: str, key: Callable[[], ProofKey]
+) -> tuple[str, dict[str, Any]]:
+    """What a backend runs for ``--precision asked``, and what its summary records: ``asked``
+    itself unless it is ``auto``; for ``auto`` the device's fast ``candidate`` only when it is
+    proven (:func:`resolve_auto`), f32 when the candidate is f32 anyway. ``key`` is built only
+    when a proof is looked up (it hashes the model file)."""
+    if asked != "auto":
+        return asked, {"status": "asked"}
+    if candidate == "f32":
+        return "f32", {"status": "reference precision"}
+    return resolve_auto(key())
+
+
 def _brief(record: dict[str, Any]) -> dict[str, Any]:
     return {k: record[k] for k in ("precision", "worst_scene", "worst_agreement", "measured")}
 

@@ -127,18 +127,20 @@ class RunReport:
     def entries(self) -> list[SceneEntry]:
         """This run's entries, in the order the scenes were given."""
         with self._lock:
-            found = list(self._entries.values())
-        return sorted(found, key=lambda e: self._order.get(e.scene, len(self._order)))
+            return self._in_order()
+
+    def _in_order(self) -> list[SceneEntry]:
+        """The entries in the order the scenes were given (caller holds the lock): they end
+        out of order when scenes overlap."""
+        return sorted(self._entries.values(),
+                      key=lambda e: self._order.get(e.scene, len(self._order)))  # fmt: skip
 
     @property
     def failed(self) -> list[SceneEntry]:
         return [e for e in self.entries if e.status == "failed"]
 
     def counts(self) -> dict[str, int]:
-        out = {"done": 0, "skipped": 0, "failed": 0}
-        for entry in self.entries:
-            out[entry.status] = out.get(entry.status, 0) + 1
-        return out
+        return _counts(self.entries)
 
     def close(self) -> None:
         """Export the report a last time and close the ledger."""
@@ -149,16 +151,12 @@ class RunReport:
     def _write(self) -> None:
         """Export ``cloudseg-run.json`` and ``.csv`` (caller holds the lock)."""
         start = time.monotonic()
-        entries = sorted(self._entries.values(),
-                         key=lambda e: self._order.get(e.scene, len(self._order)))  # fmt: skip
-        counts = {"done": 0, "skipped": 0, "failed": 0}
-        for e in entries:
-            counts[e.status] = counts.get(e.status, 0) + 1
+        entries = self._in_order()
         doc = {
             "started": self.started,
             "updated": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
             "options": self.options,
-            "counts": counts,
+            "counts": _counts(entries),
             "ledger": str(self.ledger.path),
             "scenes": [asdict(e) for e in entries],
         }
@@ -176,6 +174,14 @@ class RunReport:
             tmp.write_text(text.getvalue())
         self._last_export = time.monotonic()
         self._export_cost = self._last_export - start
+
+
+def _counts(entries: list[SceneEntry]) -> dict[str, int]:
+    """Scenes per status (done, skipped and failed always present)."""
+    out = {"done": 0, "skipped": 0, "failed": 0}
+    for entry in entries:
+        out[entry.status] = out.get(entry.status, 0) + 1
+    return out
 
 
 @dataclass

@@ -82,9 +82,7 @@ def _run(specs: list[str], config: RunConfig) -> RunOutcome:
     else:
         config = replace(config, model=models.resolve(config.model))
     card = model_card(Path(config.model))
-    # (A model that cannot read the scene at all is refused in one line below, not warned of.)
-    warning = models.warn_if_synthetic(Path(config.model), first)
-    if warning is not None and card.value_kind in first.value_kinds:
+    if (warning := models.warn_if_synthetic(card, Path(config.model), first)) is not None:
         log.warning("%s", warning)
     choice = choose(config.provider, config.model, config.device)
     tile, tile_plan = config.tile, None
@@ -108,8 +106,8 @@ def _run(specs: list[str], config: RunConfig) -> RunOutcome:
     folder = config.out or out_dir_for(first, config)
     report = RunReport(folder, options, specs, key)
     try:
-        for failed_spec, exc in early:
-            _fail(report, failed_spec, exc, config, None)
+        for failed_spec, exc in early:  # said as they failed; only recorded now
+            report.record(_entry(failed_spec, exc))
         if removed := remove_stale_in(folder):
             log.info("removed %d temporaries a killed run left in %s", len(removed), folder)
         plan = RunPlan(config, card, spec, threshold, key, extra)
@@ -207,9 +205,16 @@ def run_local(
                       disable=not config.progress or len(specs) == 1)  # fmt: skip
     finishing: Future | None = None
 
+    asked: dict[str, SceneEntry | None] = {}
+
     def done_before(spec: str) -> SceneEntry | None:
-        """With --skip-existing, the ledger's word that ``spec`` is done: not opened at all."""
-        return report.finished(spec) if config.skip_existing else None
+        """With --skip-existing, the ledger's word that ``spec`` is done: not opened at all
+        (asked once a scene: the opener asks ahead of the loop)."""
+        if not config.skip_existing:
+            return None
+        if spec not in asked:
+            asked[spec] = report.finished(spec)
+        return asked[spec]
 
     def open_next(i: int) -> Future | None:
         """Scene ``i`` opened (and checked) in the background, while the current one infers."""
@@ -310,8 +315,7 @@ def _guard(action: Any, config: RunConfig) -> None:
 def _fail(report: RunReport, spec: str, exc: BaseException, config: RunConfig, bar: Any) -> None:
     """Record a failed scene; stop the run unless --keep-going (then say so and go on)."""
     report.record(_entry(spec, exc))
-    if bar is not None:
-        bar.update()
+    bar.update()
     if not config.keep_going:
         raise exc
     log.warning("failed, going on: %s", exc)

@@ -24,7 +24,7 @@ import numpy as np
 
 from cloudseg.card import ModelCard
 from cloudseg.engine.backend import BackendOptions, check_batch, chunks, mask_channels
-from cloudseg.engine.proof import ProofKey, cpu_hardware, resolve_auto, sha256
+from cloudseg.engine.proof import ProofKey, choose_precision, cpu_hardware, sha256
 from cloudseg.errors import MissingFileError, ProviderError
 
 try:
@@ -83,7 +83,10 @@ class TorchBackend:
         net, self.card = _load(Path(model))
         self.batch, self.tile = options.batch, self.card.check_tile(options.tile)
         self.channels = mask_channels(self.card, options.shadow)
-        self.precision, self.proof = self._precision(Path(model), options.precision)
+        candidate = auto_precision(self.device)  # proven, or f32 (cloudseg.engine.proof)
+        self.precision, self.proof = choose_precision(
+            options.precision, candidate, lambda: self._proof_key(Path(model), candidate)
+        )
         self.dtype = DTYPES[self.precision]
         self.providers = [f"torch:{self.device}"]
         self.slots = 1
@@ -94,18 +97,11 @@ class TorchBackend:
         if self.device.type == "cuda":
             self._graph = self._capture()
 
-    def _precision(self, model: Path, asked: str) -> tuple[str, dict[str, Any]]:
-        """``asked``, or for ``auto`` the device's fast precision once proven on the real
-        reference scenes for this checkpoint (:mod:`cloudseg.engine.proof`), else f32."""
-        if asked != "auto":
-            return asked, {"status": "asked"}
-        candidate = auto_precision(self.device)
-        if candidate == "f32":
-            return "f32", {"status": "reference precision"}
+    def _proof_key(self, model: Path, precision: str) -> ProofKey:
+        """What a proof of ``precision`` for this checkpoint on this device is kept under."""
         hardware = (cpu_hardware() if self.device.type == "cpu"
                     else f"gpu: {torch.cuda.get_device_name(self.device)}")  # fmt: skip
-        key = ProofKey(sha256(model), "torch", f"torch {torch.__version__}", candidate, hardware)
-        return resolve_auto(key)
+        return ProofKey(sha256(model), "torch", f"torch {torch.__version__}", precision, hardware)
 
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
         """``(N, 4, t, t)`` -> ``(N, K, t, t)`` float32 probabilities, on the device."""

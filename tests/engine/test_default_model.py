@@ -13,7 +13,7 @@ from click.testing import CliRunner
 
 pytest.importorskip("ukis_csmask")
 
-from cloudseg.card import write_json  # noqa: E402
+from cloudseg.card import read_json, write_json  # noqa: E402
 from cloudseg.data.landsat import open_scene  # noqa: E402
 from cloudseg.data.synthetic import SceneSpec, make_scene  # noqa: E402
 from cloudseg.data.synthetic_write import write_scene_folder  # noqa: E402
@@ -43,17 +43,21 @@ def test_level2_gets_ukis_l2a_and_synthetic_scenes_the_exported_model() -> None:
     assert models.default_for(open_scene(LEVEL2))[1].startswith("ukis-l2a, the default")
 
 
+def _warn(run: Path, scene) -> str | None:  # noqa: ANN001
+    return models.warn_if_synthetic(read_json(run / "card.json"), run, scene)
+
+
 def test_a_model_trained_on_synthetic_data_warns_on_real_products(tmp_path: Path) -> None:
     card = card_for_file(packaged_model("l1c"))
     run = tmp_path / "run"
     run.mkdir()
     write_json(dataclasses.replace(card, training={"data_origin": "synthetic"}), run / "card.json")
-    warning = models.warn_if_synthetic(run, open_scene(BIOME))
+    warning = _warn(run, open_scene(BIOME))
     assert warning is not None and "trained on synthetic scenes only" in warning
     assert "--model ukis-l1c" in warning
     synthetic = tmp_path / "synthetic"
     write_scene_folder(make_scene(SceneSpec(seed=3, height=64, width=64)), synthetic)
-    assert models.warn_if_synthetic(run, open_scene(synthetic)) is None
+    assert _warn(run, open_scene(synthetic)) is None
     # a model trained on real data never warns
     write_json(dataclasses.replace(card, training={"data_origin": "real"}), run / "card.json")
-    assert models.warn_if_synthetic(run, open_scene(BIOME)) is None
+    assert _warn(run, open_scene(BIOME)) is None
