@@ -162,10 +162,12 @@ Examples:
   cloudseg-eval prove --model ukis-l1c --provider openvino --precision bf16
   cloudseg-eval prove --model ukis-l2a --provider openvino --precision bf16 --reference shared/data
   cloudseg-eval prove --model ~/.cache/cloudseg/runs/r34-20261126 --provider torch --precision bf16
+  cloudseg-eval prove --model ukis-l1c --provider openvino --precision int8
 
 Runs every real reference scene that gives the model's values (the L8 Biome tiles and the real
 USGS products of --reference) in f32 and in PRECISION on the same runtime, and keeps the result
-in $CLOUDSEG_HOME/proofs. The precision is proven when the mask codes agree on at least 99.5 %
+in $CLOUDSEG_HOME/proofs (int8: the model's -int8 file, cloudseg-export --int8, against the float
+file on the same runtime). The precision is proven when the mask codes agree on at least 99.5 %
 of the valid pixels of every scene; then --precision auto runs it for this model file, runtime
 and CPU. Exit 0 either way: the verdict is printed and kept.
 """
@@ -181,9 +183,10 @@ and CPU. Exit 0 either way: the verdict is printed and kept.
 )
 @click.option(
     "--precision",
-    type=click.Choice(["bf16", "f16"]),
+    type=click.Choice(["bf16", "f16", "int8"]),
     required=True,
-    help="The reduced precision to prove against f32.",
+    help="The reduced precision to prove against f32: bf16/f16 run the model in that "
+    "precision; int8 runs its -int8 file (cloudseg-export --int8) against the float file.",
 )
 @click.option(
     "--reference",
@@ -212,11 +215,15 @@ def prove(
     card = model_card(path)
     shadow = bool(card.shadow_classes)  # judge the codes the model can write, shadow included
 
+    candidate = proof.candidate_file(path, precision)
+
     def make(p: str):  # noqa: ANN202
-        return make_backend(path, provider, proof.options_for(p, card.tile_size, shadow, threads))
+        file, run_in = (candidate, "f32") if p == "int8" else (path, p)
+        return make_backend(file, provider, proof.options_for(run_in, card.tile_size, shadow,
+                                                                threads))  # fmt: skip
 
     fast = make(precision)  # fails here, in one line, if this runtime cannot run PRECISION
-    key = proof.key_for(fast, path, precision)
+    key = proof.key_for(fast, candidate, precision)
     fast.close()
 
     def say(name: str, value: float) -> None:

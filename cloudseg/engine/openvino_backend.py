@@ -45,7 +45,13 @@ from cloudseg.engine.backend import (
     class_probabilities,
     mask_channels,
 )
-from cloudseg.engine.proof import ProofKey, choose_precision, cpu_flags, cpu_hardware, sha256
+from cloudseg.engine.proof import (
+    ProofKey,
+    choose_precision,
+    cpu_hardware,
+    native_precision,
+    sha256,
+)
 from cloudseg.errors import MissingFileError, ModelError, ProviderError
 from cloudseg.home import openvino_cache_dir
 
@@ -59,16 +65,6 @@ except ImportError:  # pragma: no cover - depends on the install
 DEVICE = "CPU"
 #: ``--precision`` -> OpenVINO's ``INFERENCE_PRECISION_HINT`` value.
 HINTS = {"f32": "f32", "bf16": "bf16", "f16": "f16"}
-#: CPU flags (``/proc/cpuinfo``) that make bf16 native rather than emulated.
-BF16_FLAGS = ("avx512_bf16", "amx_bf16")
-
-
-def native_precision() -> str:
-    """bf16 on CPUs with native bf16 (AVX512-BF16 or AMX), else f32: the fastest precision
-    this CPU runs, before any proof that it gives the same masks."""
-    return "bf16" if cpu_flags() & set(BF16_FLAGS) else "f32"
-
-
 def runtime() -> str:
     """``openvino <version>``, as proofs and summaries name it."""
     return f"openvino {ov.__version__.split('-')[0]}"

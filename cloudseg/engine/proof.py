@@ -31,7 +31,7 @@ from cloudseg.data.sources import open_any
 from cloudseg.engine.backend import Backend, BackendOptions
 from cloudseg.engine.in_memory import Prediction, predict_scene
 from cloudseg.engine.tiling import TileSpec
-from cloudseg.errors import CloudsegError
+from cloudseg.errors import CloudsegError, MissingFileError
 from cloudseg.home import proofs_dir
 
 log = logging.getLogger("cloudseg.run")
@@ -52,6 +52,16 @@ def cpu_flags() -> set[str]:
     except OSError:
         pass
     return set()
+
+
+#: CPU flags that make bf16 native rather than emulated (OpenVINO lists BF16 on any AVX-512 CPU).
+BF16_FLAGS = ("avx512_bf16", "amx_bf16")
+
+
+def native_precision() -> str:
+    """bf16 on CPUs with native bf16 (AVX512-BF16 or AMX), else f32: the fastest precision
+    this CPU runs, before any proof that it gives the same masks."""
+    return "bf16" if cpu_flags() & set(BF16_FLAGS) else "f32"
 
 
 def cpu_name() -> str:
@@ -87,7 +97,7 @@ class ProofKey:
     sha256: str
     provider: str  # cpu, openvino, torch, cuda, tensorrt
     runtime: str  # e.g. "openvino 2026.4.1"
-    precision: str  # bf16, f16 (what is proven against f32)
+    precision: str  # bf16, f16, int8 (what is proven against f32)
     hardware: str  # cpu_hardware(), or the GPU's name
 
     def matches(self, record: dict[str, Any]) -> bool:
@@ -128,6 +138,27 @@ class Proof:
         return (f"{self.key.provider} {self.key.precision}: {verdict} (worst of "
                 f"{len(self.agreement)} real scenes {name} {100 * value:.2f} % equal to f32, "
                 f"bar {100 * MIN_AGREEMENT:.1f} %)")  # fmt: skip
+
+
+def candidate_file(model: Path, precision: str) -> Path:
+    """The file a precision is proven (and run) with: ``model`` itself, or for ``int8`` its
+    ``-int8`` variant beside it.
+
+    Raises:
+        MissingFileError: the int8 variant is not there (the message says how to make it).
+    """
+    from cloudseg.home import variant_path
+
+    if precision != "int8":
+        return Path(model)
+    if Path(model).is_dir():
+        raise MissingFileError(f"{model}: int8 runs an ONNX file; export the run first "
+                               "(cloudseg-export --int8)")  # fmt: skip
+    file = variant_path(Path(model), "int8")
+    if not file.is_file():
+        raise MissingFileError(f"{file}: no int8 variant of {Path(model).name}; make it with "
+                               f"cloudseg-export --model MODEL --int8")  # fmt: skip
+    return file
 
 
 def key_for(backend: Backend, model: Path, precision: str) -> ProofKey:

@@ -117,9 +117,11 @@ class Choice:
     candidates: list[str]
     skipped: dict[str, str] = field(default_factory=dict)
     chosen: str | None = None
+    path: dict[str, object] | None = None  # precision auto: the fastest proven path (fastest.py)
 
     def as_dict(self) -> dict[str, object]:
-        return {"requested": self.requested, "chosen": self.chosen, "skipped": self.skipped}
+        return {"requested": self.requested, "chosen": self.chosen, "skipped": self.skipped,
+                **({"fastest_path": self.path} if self.path else {})}  # fmt: skip
 
 
 def choose(provider: str, model: str | os.PathLike[str], device: int | None = None) -> Choice:
@@ -152,9 +154,14 @@ def open_backend(
     """Build the first backend of ``choice`` that starts; a provider asked for by name is the
     only one tried (its failure is the error), ``auto`` moves on and says what it chose.
 
+    With ``--precision auto`` on the CPU providers (an ONNX file, no GPU provider among the
+    candidates) the fastest proven path runs instead (:mod:`cloudseg.engine.fastest`).
+
     Raises:
         ProviderError: the named provider, or under ``auto`` every candidate, failed to start.
     """
+    if _fastest_applies(model, choice, options_for):
+        return _open_fastest(model, choice, options_for)
     for name in choice.candidates:
         try:
             backend = make_backend(model, name, options_for(name))
@@ -171,6 +178,32 @@ def open_backend(
         return backend
     reasons = "; ".join(f"{k}: {v}" for k, v in choice.skipped.items())
     raise ProviderError(f"no provider loads here: {reasons}")
+
+
+def _fastest_applies(
+    model: str | os.PathLike[str], choice: Choice, options_for: Callable[[str], BackendOptions]
+) -> bool:
+    from cloudseg.engine.fastest import CPU_PROVIDERS
+
+    return (
+        bool(choice.candidates)
+        and not is_torch_model(model)
+        and all(p in CPU_PROVIDERS for p in choice.candidates)
+        and options_for(choice.candidates[0]).precision == "auto"
+    )
+
+
+def _open_fastest(
+    model: str | os.PathLike[str], choice: Choice, options_for: Callable[[str], BackendOptions]
+) -> Backend:
+    from cloudseg.engine.fastest import open_fastest
+
+    backend, chosen = open_fastest(
+        Path(model), list(choice.candidates), options_for(choice.candidates[0]), make_backend,
+        tolerate=choice.requested == AUTO,
+    )
+    choice.chosen, choice.path = backend.name, chosen
+    return backend
 
 
 def make_backend(model: str | os.PathLike[str], provider: str, options: BackendOptions) -> Backend:

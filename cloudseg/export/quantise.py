@@ -32,6 +32,7 @@ for calibration (:mod:`cloudseg.export.parity`, :mod:`cloudseg.export.samples`).
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -58,15 +59,16 @@ CALIB_BATCH = 1  # patches per calibration run: memory, not speed, is the limit 
 class PatchReader(CalibrationDataReader):
     """Feeds ``(batch, 4, H, W)`` float32 normalised patches to ORT's calibrator."""
 
-    def __init__(self, x: np.ndarray, batch: int = CALIB_BATCH) -> None:
+    def __init__(self, x: np.ndarray, batch: int = CALIB_BATCH, name: str = INPUT_NAME) -> None:
         self.x, self.batch, self.start = x.astype(np.float32, copy=False), batch, 0
+        self.name = name  # the graph's input (ukis-csmask's models call it "input")
 
     def get_next(self) -> dict[str, np.ndarray] | None:
         if self.start >= len(self.x):
             return None
         chunk = self.x[self.start : self.start + self.batch]
         self.start += self.batch
-        return {INPUT_NAME: chunk}
+        return {self.name: chunk}
 
     def rewind(self) -> None:
         self.start = 0
@@ -77,6 +79,8 @@ def to_int8(
     out_path: Path,
     calibration: np.ndarray,
     signed_activations: bool = False,
+    op_types: tuple[str, ...] | None = None,
+    keep_float: Callable[[onnx.ModelProto], list[str]] | None = None,
 ) -> None:
     """Quantise a float32 model into the file ``out_path`` (QDQ, U8S8 or S8S8, per channel).
 
@@ -85,6 +89,9 @@ def to_int8(
         out_path: where the quantised model is written.
         calibration: ``(N, 4, H, W)`` float32 normalised patches, N >= 1.
         signed_activations: S8S8 (TensorRT) instead of U8S8 (fastest on the CPU).
+        op_types: op types to quantise (default :data:`OP_TYPES`).
+        keep_float: picks more nodes to leave in float from the graph as it is quantised
+            (after ORT's pre-processing; the head always stays float).
 
     Raises:
         DataError: no calibration patches.
@@ -99,17 +106,18 @@ def to_int8(
         # what quantisation needs.
         source = fp32 if isinstance(fp32, onnx.ModelProto) else str(fp32)
         quant_pre_process(source, str(prepared), skip_symbolic_shape=True)
+        graph = onnx.load_model(str(prepared), load_external_data=False)
         quantize_static(
             str(prepared),
             str(out_path),
-            PatchReader(calibration),
+            PatchReader(calibration, name=graph.graph.input[0].name),
             quant_format=QuantFormat.QDQ,
             per_channel=True,
             activation_type=QuantType.QInt8 if signed_activations else QuantType.QUInt8,
             weight_type=QuantType.QInt8,
             calibrate_method=CalibrationMethod.MinMax,
-            op_types_to_quantize=OP_TYPES,
-            nodes_to_exclude=head_nodes(onnx.load_model(str(prepared), load_external_data=False)),
+            op_types_to_quantize=list(op_types or OP_TYPES),
+            nodes_to_exclude=[*head_nodes(graph), *(keep_float(graph) if keep_float else [])],
         )
 
 

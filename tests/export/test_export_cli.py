@@ -203,3 +203,26 @@ def test_bad_input_is_one_line(args, fragments, home):
 def test_help_has_examples():
     result = invoke("--help")
     assert result.exit_code == 0 and "Examples:" in result.output and "--calib" in result.output
+
+
+@pytest.mark.parametrize(
+    ("args", "fragments"),
+    [
+        (["--fp16"], ["--fp16: for r18 or r34 only", "takes --int8"]),
+        (["--tile", 64, "--int8"], ["--tile: for r18 or r34 only"]),
+        ([], ["an ONNX model is exported already; give --int8"]),
+    ],
+)
+def test_an_onnx_model_takes_int8_only(home: Path, args: list[object], fragments: list[str]) -> None:
+    model = home.parent / "m.onnx"
+    model.write_bytes(b"not read before the options are checked")
+    one_error_line(invoke("--model", model, *args), *fragments)
+
+
+def test_an_unknown_model_is_one_line(home: Path) -> None:
+    one_error_line(invoke("--model", "r50", "--int8"), "--model r50: not r18, r34, a named ONNX")
+
+
+def test_reference_options_are_for_onnx_models_only(home: Path) -> None:
+    one_error_line(invoke("--model", "r18", "--keep-float", "encoder"),
+                   "--reference and --keep-float are for an ONNX model's int8 variant")  # fmt: skip
