@@ -65,6 +65,8 @@ except ImportError:  # pragma: no cover - depends on the install
 DEVICE = "CPU"
 #: ``--precision`` -> OpenVINO's ``INFERENCE_PRECISION_HINT`` value.
 HINTS = {"f32": "f32", "bf16": "bf16", "f16": "f16"}
+
+
 def runtime() -> str:
     """``openvino <version>``, as proofs and summaries name it."""
     return f"openvino {ov.__version__.split('-')[0]}"

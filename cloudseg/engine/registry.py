@@ -199,7 +199,10 @@ def _open_fastest(
     from cloudseg.engine.fastest import open_fastest
 
     backend, chosen = open_fastest(
-        Path(model), list(choice.candidates), options_for(choice.candidates[0]), make_backend,
+        Path(model),
+        list(choice.candidates),
+        options_for(choice.candidates[0]),
+        make_backend,
         tolerate=choice.requested == AUTO,
     )
     choice.chosen, choice.path = backend.name, chosen

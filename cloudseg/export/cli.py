@@ -108,12 +108,16 @@ int8 then decides whether --precision auto may ever run it.
     help="Patches the variants are checked on.",
 )  # fmt: skip
 @click.option(
-    "--reference", type=click.Path(file_okay=False, path_type=Path), default=None,
+    "--reference",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
     help="Real reference scenes an ONNX model's int8 variant is calibrated on (default "
     "$CLOUDSEG_REFERENCE, else the project's shared/data).",
 )
 @click.option(
-    "--keep-float", multiple=True, metavar="TEXT",
+    "--keep-float",
+    multiple=True,
+    metavar="TEXT",
     help="ONNX model int8: also keep float the nodes whose names contain TEXT (repeatable).",
 )
 @seed_option
@@ -149,8 +153,10 @@ def main(
         onnx_variant(model, int8, out, reference, keep_float, overwrite)
         return
     if reference is not None or keep_float:
-        raise ModelError("--reference and --keep-float are for an ONNX model's int8 variant, "
-                         f"not {model} (its int8 calibrates on --calib)")
+        raise ModelError(
+            "--reference and --keep-float are for an ONNX model's int8 variant, "
+            f"not {model} (its int8 calibrates on --calib)"
+        )
     if sum((run is not None, checkpoint is not None, random_init)) > 1:
         raise ModelError("give one of --run, --checkpoint and --random-init")
     if tile is not None and (tile <= 0 or tile % 32):
@@ -181,14 +187,19 @@ def onnx_variant(
     from cloudseg.engine import models
 
     ctx = click.get_current_context()
-    given = [f"--{n.replace('_', '-')}" for n in TRAINED_ONLY
-             if ctx.get_parameter_source(n) is not click.core.ParameterSource.DEFAULT]
+    given = [
+        f"--{n.replace('_', '-')}"
+        for n in TRAINED_ONLY
+        if ctx.get_parameter_source(n) is not click.core.ParameterSource.DEFAULT
+    ]
     if given:
         raise ModelError(f"{', '.join(given)}: for r18 or r34 only; an ONNX model {model!r} "
                          "takes --int8 (with --out, --reference, --keep-float)")  # fmt: skip
     if not int8:
-        raise ModelError(f"--model {model}: an ONNX model is exported already; give --int8 for "
-                         f"its int8 variant, or --model {' or '.join(MODELS)} to export a UNet")
+        raise ModelError(
+            f"--model {model}: an ONNX model is exported already; give --int8 for "
+            f"its int8 variant, or --model {' or '.join(MODELS)} to export a UNet"
+        )
     path = models.resolve(model)
     if path.suffix != ".onnx" or not path.is_file():
         raise ModelError(f"--model {model}: not r18, r34, a named ONNX model "

@@ -58,8 +58,10 @@ def to_float32(model: onnx.ModelProto) -> tuple[onnx.ModelProto, bool]:
         for attribute in node.attribute:
             if node.op_type == "Constant" and attribute.name == "value":
                 widen(attribute.t)
-            elif node.op_type == "Cast" and attribute.name == "to" and (
-                attribute.i == TensorProto.FLOAT16
+            elif (
+                node.op_type == "Cast"
+                and attribute.name == "to"
+                and (attribute.i == TensorProto.FLOAT16)
             ):
                 attribute.i, widened = TensorProto.FLOAT, True
     for value in (*graph.value_info, *graph.input, *graph.output):

@@ -86,8 +86,10 @@ def calibration_tiles(
     biome = [i for i in items if i.group == "biome-l8"]
     chosen = [i for i in items if i not in biome] + biome[::2]
     if not chosen:
-        raise DataError(f"no real reference scene gives {card.value_kind} values to calibrate "
-                        f"{card.name} on (cloudseg-eval prove --help: the reference folder)")
+        raise DataError(
+            f"no real reference scene gives {card.value_kind} values to calibrate "
+            f"{card.name} on (cloudseg-eval prove --help: the reference folder)"
+        )
     recorder = _Recorder(make_backend(model, "cpu", proof.options_for(
         "f32", card.tile_size, False, None)))  # fmt: skip
     try:
@@ -150,8 +152,13 @@ def write_int8(
              len(scenes))  # fmt: skip
     graph, widened = to_float32(onnx.load_model(str(model)))
     with atomic_path(out, overwrite=overwrite) as tmp:
-        to_int8(graph, tmp, tiles, op_types=("Conv",),
-                keep_float=lambda prepared: foreign_float_nodes(prepared, keep_float))
+        to_int8(
+            graph,
+            tmp,
+            tiles,
+            op_types=("Conv",),
+            keep_float=lambda prepared: foreign_float_nodes(prepared, keep_float),
+        )
         export = dict(card.extra.get("export", {}))
         export |= {
             "variant": "int8",

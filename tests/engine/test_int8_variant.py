@@ -73,9 +73,9 @@ def test_the_int8_variant_is_calibrated_on_real_tiles_and_says_so(half: Path) ->
     assert export["variant"] == "int8" and export["widened_from_float16"] is True
     assert export["derived_from"] == {"file": half.name, "sha256": proof.sha256(half)}
     assert export["calibration"]["scenes"] == scenes
-    graph = onnx.load(str(out)).graph
-    ops = {n.op_type for n in graph.node}
-    assert {"QuantizeLinear", "DequantizeLinear"} <= ops and _float16_types(onnx.load(str(out))) == 0
+    quantised = onnx.load(str(out))
+    assert {"QuantizeLinear", "DequantizeLinear"} <= {n.op_type for n in quantised.graph.node}
+    assert _float16_types(quantised) == 0
     assert dataclasses.replace(variant, extra={}) == dataclasses.replace(card, extra={})
 
 

@@ -213,7 +213,7 @@ def test_help_has_examples():
         ([], ["an ONNX model is exported already; give --int8"]),
     ],
 )
-def test_an_onnx_model_takes_int8_only(home: Path, args: list[object], fragments: list[str]) -> None:
+def test_an_onnx_model_takes_int8_only(home: Path, args: list, fragments: list[str]) -> None:
     model = home.parent / "m.onnx"
     model.write_bytes(b"not read before the options are checked")
     one_error_line(invoke("--model", model, *args), *fragments)
