@@ -80,6 +80,9 @@ class Backend(Protocol):
         options: the options it runs with.
         slots: how many :meth:`run` calls may be in flight at once (the pipeline keeps that
             many batches going so that reading and blending overlap inference).
+        dynamic_shapes: :meth:`run` also takes tiles trimmed below ``tile`` (multiples of the
+            card's size multiple): the pipeline then trims edge tiles to their valid pixels
+            (:func:`cloudseg.engine.tiling.trim`). False for fixed-shape runtimes.
     """
 
     name: str
@@ -87,6 +90,7 @@ class Backend(Protocol):
     card: ModelCard
     options: BackendOptions
     slots: int
+    dynamic_shapes: bool
 
     def run(self, batch: np.ndarray) -> np.ndarray:
         """``(N, 4, H, W)`` float32, already normalised -> ``(N, K, H, W)`` float32 in
@@ -148,9 +152,18 @@ def class_probabilities(logits: np.ndarray, card: ModelCard, shadow: bool) -> np
     return np.stack([cloud, shade], axis=1)
 
 
-def check_batch(batch: np.ndarray, tile: int) -> np.ndarray:
-    """``batch`` as C-contiguous float32 ``(N, 4, tile, tile)``; else a ValueError naming it."""
+def check_batch(batch: np.ndarray, tile: int, card: ModelCard | None = None) -> np.ndarray:
+    """``batch`` as C-contiguous float32 ``(N, 4, tile, tile)``; else a ValueError naming it.
+
+    With ``card`` (a backend whose :attr:`Backend.dynamic_shapes` is true), a trimmed batch
+    ``(N, 4, h, w)`` with ``h, w <= tile`` in multiples of the card's size multiple passes too.
+    """
     batch = np.ascontiguousarray(batch, dtype=np.float32)
+    if batch.ndim == 4 and batch.shape[1] == N_BANDS and card is not None:
+        h, w = batch.shape[2:]
+        m = card.size_multiple
+        if 0 < h <= tile and 0 < w <= tile and h % m == 0 and w % m == 0:
+            return batch
     if batch.ndim != 4 or batch.shape[1:] != (N_BANDS, tile, tile):
         raise ValueError(f"batch shape {batch.shape}; this backend runs (N, 4, {tile}, {tile})")
     return batch

@@ -117,7 +117,8 @@ class RowBlender:
         Args:
             tile: the tile of the grid the prediction belongs to.
             prob: ``(channels, spec.tile, spec.tile)`` float32 probabilities of the padded model
-                tile; the reflected padding (``tile.pad``) is dropped here.
+                tile (the reflected padding, ``tile.pad``, is dropped here), or of the trimmed
+                part of a cut tile (``spec.tile`` less ``tile.cut`` on each axis).
 
         Raises:
             ValueError: wrong shape, a tile outside the scene, a tile above rows already handed
@@ -125,10 +126,11 @@ class RowBlender:
         """
         size = self.spec.tile
         prob = np.asarray(prob, dtype=np.float32)
-        if prob.shape != (self.channels, size, size):
+        top, bottom, left, right = tile.cut
+        shape = (self.channels, size - top - bottom, size - left - right)
+        if prob.shape != shape:
             raise ValueError(
-                f"tile {tile.index}: probabilities {prob.shape} are not "
-                f"{self.channels} x {size} x {size}"
+                f"tile {tile.index}: probabilities {prob.shape} are not {' x '.join(map(str, shape))}"
             )
         inside = 0 <= tile.row_off and tile.row_end <= self.height
         if not (inside and 0 <= tile.col_off and tile.col_end <= self.width):
@@ -144,11 +146,16 @@ class RowBlender:
                 f"tile {tile.index} reaches row {tile.row_end}, past the {self.band_rows}-row band "
                 f"starting at row {self._base}: call finished() with its tile row's row_off first"
             )
-        weights = unpad_tile(weight_window(tile, self.spec), tile.pad)
-        weighted = self._scratch[:, : tile.height, : tile.width]
-        np.multiply(weights, unpad_tile(prob, tile.pad), out=weighted)
-        self._acc[:, r0:r1, tile.col_off : tile.col_end] += weighted
-        self._wsum[r0:r1, tile.col_off : tile.col_end] += weights
+        # A trimmed tile (cut) keeps the weights of its part of the whole tile; it is never
+        # padded, and a padded tile is never cut, so one of the two unpads is a no-op.
+        weights = unpad_tile(unpad_tile(weight_window(tile, self.spec), tile.pad), tile.cut)
+        prob = unpad_tile(prob, tile.pad)
+        h, w = weights.shape
+        weighted = self._scratch[:, :h, :w]
+        np.multiply(weights, prob, out=weighted)
+        rows, cols = slice(r0 + top, r1 - bottom), slice(tile.col_off + left, tile.col_end - right)
+        self._acc[:, rows, cols] += weighted
+        self._wsum[rows, cols] += weights
 
     def finished(self, next_row_off: int) -> Iterator[tuple[int, np.ndarray]]:
         """Hand on every row above ``next_row_off``, where the next tile row starts.

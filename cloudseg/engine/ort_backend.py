@@ -99,6 +99,10 @@ class OrtBackend:
         self.providers = self.session.get_providers()
         prov.check_loaded(provider, self.providers, preload_note)
         names, shapes = self._check_io()
+        self._names = names
+        # Trimmed edge tiles run outside the fixed-shape bindings, on the CPU only: a GPU
+        # provider (cuDNN autotuning, TensorRT engines) is built for one shape.
+        self.dynamic_shapes = provider == "cpu" and not self.card.fixed_size
         self.slots = options.slots or (1 if provider == "cpu" else 2)
         self._slots: queue.Queue[_Slot] = queue.Queue()
         for _ in range(self.slots):
@@ -177,7 +181,10 @@ class OrtBackend:
         Returns:
             ``(N, K, tile, tile)`` float32 in ``[0, 1]`` (see :class:`Backend`).
         """
-        batch = check_batch(batch, self.tile)
+        batch = check_batch(batch, self.tile, self.card if self.dynamic_shapes else None)
+        if batch.shape[2:] != (self.tile, self.tile):  # a trimmed edge tile: its own shape
+            logits = self.session.run([self._names[1]], {self._names[0]: batch})[0]
+            return class_probabilities(logits, self.card, self.channels == 2)
         out = np.empty((len(batch), self.channels, self.tile, self.tile), np.float32)
         slot = self._slots.get()  # blocks while every slot is busy with another caller
         try:

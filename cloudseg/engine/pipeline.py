@@ -11,9 +11,14 @@
 * At most ``lookahead`` tiles are read ahead of inference, so a slow backend holds the readers
   back instead of filling memory. :meth:`TileReader.prefetch` starts those reads early, so the
   next scene's first tiles are read while the current one still infers.
-* Batches always have the backend's fixed shape (the backend pads the last one), and up to
+* Batches have the backend's fixed shape (the backend pads the last one), and up to
   ``backend.slots`` batches are in flight on an inference thread pool, so blending the finished
   batch (and, on GPUs and OpenVINO, copying the next one in) overlaps the running one.
+* Edge tiles: where the backend runs any size (``dynamic_shapes``: ONNX Runtime's CPU provider
+  with a model of dynamic height and width), a tile whose valid pixels fill only part of it (the
+  no-data collar of a Landsat footprint) is trimmed to them, rounded up to the card's size
+  multiple (:func:`cloudseg.engine.tiling.trim`), and runs in a batch of its own shape. On a full WRS-2 footprint this cuts the pixels computed
+  per valid pixel (benchmarks/engine.py, full scene).
 * The blender holds only the rows tiles still touch; finished rows go to the writer thread
   through a bounded queue, and the writer re-reads those rows' bands for validity, the preview
   and the scene's own quality band (cheap next to inference, and it keeps the blender free of
@@ -38,7 +43,7 @@ from cloudseg.bands import BANDS, reorder, valid_pixels
 from cloudseg.card import ModelCard
 from cloudseg.engine.backend import Backend
 from cloudseg.engine.blend import RowBlender
-from cloudseg.engine.tiling import Tile, TileSpec, pad_tile, tile_grid
+from cloudseg.engine.tiling import Tile, TileSpec, pad_tile, tile_grid, trim
 from cloudseg.scene import Scene, SceneReader, check_value_kind
 
 
@@ -77,6 +82,8 @@ class RunStats:
     tiles_run: int = 0
     tiles_skipped: int = 0
     batches_run: int = 0  # backend calls; a short batch is padded, so each costs a full batch
+    tiles_trimmed: int = 0  # edge tiles cut down to their valid pixels
+    pixels_computed: int = 0  # model input pixels of the tiles run (a padded batch's pad not)
     times: StageTimes = field(default_factory=StageTimes)
 
 
@@ -128,13 +135,17 @@ class TileReader:
                 self.readers.append(reader)
         return reader
 
-    def read(self, tile: Tile) -> np.ndarray | None:
-        """``(4, tile, tile)`` float32 model input, or None if the tile has no valid pixel."""
+    def read(self, tile: Tile) -> tuple[np.ndarray, tuple[int, int, int, int]] | None:
+        """``(4, tile, tile)`` float32 model input and the span of its valid pixels (``(row0,
+        row1, col0, col1)`` in the window), or None if the tile has no valid pixel."""
         start = time.perf_counter()
         raw = self._reader().read(tile.window)
         out = None
-        if valid_pixels(raw).any():
-            out = pad_tile(self.normalise(raw), self.spec.tile)
+        valid = valid_pixels(raw)
+        if valid.any():
+            rows, cols = np.flatnonzero(valid.any(axis=1)), np.flatnonzero(valid.any(axis=0))
+            span = (int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1)
+            out = pad_tile(self.normalise(raw), self.spec.tile), span
         with self.lock:
             self.seconds += time.perf_counter() - start
         return out
@@ -146,8 +157,9 @@ class TileReader:
             self._pending.append((tile, self.pool.submit(self.read, tile)))
             self._next += 1
 
-    def stream(self) -> Iterator[tuple[Tile, np.ndarray | None]]:
-        """Tiles in order with their inputs; at most ``lookahead`` reads in flight."""
+    def stream(self) -> Iterator[tuple[Tile, tuple[np.ndarray, tuple[int, ...]] | None]]:
+        """Tiles in order with their inputs and valid spans (:meth:`read`); at most
+        ``lookahead`` reads in flight."""
         self.prefetch()
         while self._pending:
             tile, future = self._pending.popleft()
@@ -250,6 +262,9 @@ def run_scene(
     row_writer.start()
     batch_size = backend.options.batch
     depth = max(1, backend.slots)
+    # Edge tiles trimmed to their valid pixels, where the backend runs any size (module doc).
+    trimming = getattr(backend, "dynamic_shapes", False)
+    multiple = backend.card.size_multiple
     infer_pool = ThreadPoolExecutor(max_workers=depth, thread_name_prefix="cloudseg-infer")
     pending: list[tuple[Tile, np.ndarray]] = []
     in_flight: deque[tuple[list[Tile], Future]] = deque()
@@ -263,6 +278,8 @@ def run_scene(
         batch = np.stack([x for _, x in pending])
         in_flight.append(([t for t, _ in pending], infer_pool.submit(timed_run, batch)))
         stats.tiles_run += len(pending)
+        stats.tiles_trimmed += sum(any(t.cut) for t, _ in pending)
+        stats.pixels_computed += batch[:, 0].size
         stats.batches_run += 1
         pending.clear()
 
@@ -292,7 +309,14 @@ def run_scene(
     # batch in flight blended) where one more tile would reach a third.
     row_index = {r: k for k, r in enumerate(sorted({t.row_off for t in tiles}))}
     try:
-        for i, (tile, x) in enumerate(job.reader.stream()):
+        for i, (tile, item) in enumerate(job.reader.stream()):
+            x = None
+            if item is not None:
+                x, span = item
+                if trimming:
+                    tile = trim(tile, span, spec.tile, multiple)
+                    top, bottom, left, right = tile.cut
+                    x = x[:, top : spec.tile - bottom, left : spec.tile - right]
             first = first_unblended()
             if first is not None and row_index[tile.row_off] - row_index[first.row_off] >= 2:
                 if pending:
@@ -302,6 +326,8 @@ def run_scene(
             if x is None:
                 stats.tiles_skipped += 1
             else:
+                if pending and pending[0][1].shape != x.shape:  # one shape a batch
+                    submit()
                 pending.append((tile, x))
                 if len(pending) == batch_size:
                     submit()

@@ -186,11 +186,10 @@ def finish(inferred: Inferred, backend: Backend, plan: RunPlan) -> dict[str, Any
         "batches_run": stats.batches_run,
         "tile": plan.spec.tile,
         "overlap": plan.spec.overlap,
-        "computed_pixels": stats.tiles_run * plan.spec.tile**2,
+        "tiles_trimmed": stats.tiles_trimmed,
+        "computed_pixels": stats.pixels_computed,
         "computed_per_valid_pixel": (
-            round(stats.tiles_run * plan.spec.tile**2 / written.valid_pixels, 4)
-            if written.valid_pixels
-            else None
+            round(stats.pixels_computed / written.valid_pixels, 4) if written.valid_pixels else None
         ),
         "batch": backend.options.batch,
         "threshold": plan.threshold,

@@ -4,7 +4,9 @@ A tile grid computes more pixels than it keeps: every tile shares ``overlap`` pi
 neighbour (at 384 / 32 a tile computes 1.44x the pixels its stride advances), the last tile of
 a row or column is shifted inward over its neighbour, and tiles on the edge of a scene's no-data
 collar compute the no-data part too. Bigger tiles waste less on overlap and more at the collar;
-which wins depends on the scene. :func:`plan_tiles` lays the grid of every tile size the model's
+which wins depends on the scene. Where the pipeline trims edge tiles to their valid pixels (a
+model of any size on the CPU providers, :func:`cloudseg.engine.tiling.trim`), the collar costs
+far less and the plan counts each tile at its trimmed size. :func:`plan_tiles` lays the grid of every tile size the model's
 card allows, up to what the provider's memory budget holds, over a coarse validity map of the
 scene, and keeps the size with the lowest *computed / valid* ratio.
 
@@ -26,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from cloudseg.card import ModelCard
-from cloudseg.engine.tiling import TileSpec, tile_grid
+from cloudseg.engine.tiling import TileSpec, tile_grid, trim
 from cloudseg.errors import ModelError
 from cloudseg.scene import Scene
 
@@ -36,6 +38,8 @@ BYTES_PER_PIXEL = {"cpu": 2048, "openvino": 700, "torch": 2048, "cuda": 1024, "t
 #: Default inference memory budget, GiB: the CPU shares the machine's RAM with everything else;
 #: a GPU's memory is the engine's.
 BUDGET_GIB = {"cpu": 2.0, "openvino": 2.0, "torch": 2.0, "cuda": 8.0, "tensorrt": 8.0}
+#: Providers whose backends run trimmed edge tiles (``dynamic_shapes``) of a dynamic model.
+TRIMS = ("cpu", "openvino")
 #: Smallest tile considered (overlap then costs more than half of every tile).
 SMALLEST = 256
 #: Largest tile considered at any budget: past it, overlap waste is already under 15 %.
@@ -52,7 +56,7 @@ class TilePlan:
         tile: tile side, pixels.
         overlap: overlap on each side, pixels.
         tiles: tiles holding a valid pixel (the ones that run).
-        computed: pixels those tiles compute (``tiles * tile ** 2``).
+        computed: pixels those tiles compute (``tile ** 2`` each, less what trimming cuts).
         valid: valid pixels of the scene (from the map).
         candidates: ``{tile: computed / valid}`` of every size weighed.
     """
@@ -109,14 +113,30 @@ def _valid_pixels(valid: np.ndarray, height: int, width: int) -> int:
     return int((valid * rows[:, None] * cols[None, :]).sum())
 
 
-def _grid_cost(valid: np.ndarray, height: int, width: int, spec: TileSpec, cell: int) -> int:
-    """Tiles of the grid that hold a valid map cell."""
-    count = 0
+def _grid_cost(
+    valid: np.ndarray, height: int, width: int, spec: TileSpec, cell: int, multiple: int | None
+) -> tuple[int, int]:
+    """Tiles of the grid that hold a valid map cell, and the pixels they compute (each trimmed
+    to its valid cells, as the pipeline trims it, when ``multiple`` is given)."""
+    count = computed = 0
     for tile in tile_grid(height, width, spec):
         r0, r1 = tile.row_off // cell, -(-tile.row_end // cell)
         c0, c1 = tile.col_off // cell, -(-tile.col_end // cell)
-        count += bool(valid[r0:r1, c0:c1].any())
-    return count
+        cells = valid[r0:r1, c0:c1]
+        if not cells.any():
+            continue
+        count += 1
+        if multiple is not None:
+            rows, cols = np.flatnonzero(cells.any(axis=1)), np.flatnonzero(cells.any(axis=0))
+            # cells are counted whole: the span reaches each valid cell's far edge
+            span = (rows[0] * cell + r0 * cell - tile.row_off, (rows[-1] + 1) * cell + r0 * cell
+                    - tile.row_off, cols[0] * cell + c0 * cell - tile.col_off,
+                    (cols[-1] + 1) * cell + c0 * cell - tile.col_off)  # fmt: skip
+            span = tuple(int(min(max(v, 0), spec.tile)) for v in span)
+            tile = trim(tile, span, spec.tile, multiple)  # type: ignore[arg-type]
+        top, bottom, left, right = tile.cut
+        computed += (spec.tile - top - bottom) * (spec.tile - left - right)
+    return count, computed
 
 
 def plan_tiles(
@@ -126,6 +146,7 @@ def plan_tiles(
     batch: int,
     budget_gib: float | None = None,
     valid: np.ndarray | None = None,
+    trimmed: bool | None = None,
 ) -> TilePlan:
     """The tile size (and its card's default overlap) with the fewest computed pixels per
     valid pixel, among the sizes ``card`` allows that fit the memory budget.
@@ -137,7 +158,11 @@ def plan_tiles(
         batch: tiles per inference call.
         budget_gib: inference memory budget; default :data:`BUDGET_GIB` of the provider.
         valid: a validity map at :data:`CELL` already read.
+        trimmed: whether the pipeline will trim edge tiles to their valid pixels (default:
+            where the model takes any size and the provider runs it so, :data:`TRIMS`).
     """
+    if trimmed is None:
+        trimmed = not card.fixed_size and provider in TRIMS
     sizes = card.tile_sizes(
         min(SMALLEST, card.tile_size), largest_tile(provider, batch, budget_gib)
     )
@@ -149,8 +174,8 @@ def plan_tiles(
     candidates: dict[int, float] = {}
     for tile in sizes:
         overlap = card.default_overlap(tile)
-        tiles = _grid_cost(valid, scene.height, scene.width, TileSpec(tile, overlap), CELL)
-        computed = tiles * tile * tile
+        tiles, computed = _grid_cost(valid, scene.height, scene.width, TileSpec(tile, overlap),
+                                     CELL, card.size_multiple if trimmed else None)  # fmt: skip
         candidates[tile] = round(computed / n_valid, 4) if n_valid else math.inf
         if best is None or computed < best.computed:
             best = TilePlan(tile, overlap, tiles, computed, n_valid, {})

@@ -26,7 +26,7 @@ from rasterio.windows import Window
 from cloudseg.card import DEFAULT_OVERLAP, DEFAULT_TILE
 from cloudseg.errors import ModelError
 
-__all__ = ["Tile", "TileSpec", "pad_tile", "tile_grid", "unpad_tile"]
+__all__ = ["Tile", "TileSpec", "pad_tile", "tile_grid", "trim", "unpad_tile"]
 
 
 @dataclass(frozen=True)
@@ -76,6 +76,9 @@ class Tile:
             size; all 0 unless the scene is smaller than a tile in that dimension.
         border: ``(top, bottom, left, right)``: whether that edge of the window is the scene's edge
             (there the blend weight stays 1: no neighbour exists to fade into).
+        cut: ``(top, bottom, left, right)`` pixels trimmed off a full-size tile whose valid
+            pixels lie in part of it (:func:`trim`): the model sees only the rest. All 0 unless
+            trimmed; the grid position (``row_off`` ...) stays the whole tile's.
     """
 
     index: int
@@ -85,6 +88,7 @@ class Tile:
     width: int
     pad: tuple[int, int, int, int] = (0, 0, 0, 0)
     border: tuple[bool, bool, bool, bool] = (False, False, False, False)
+    cut: tuple[int, int, int, int] = (0, 0, 0, 0)
 
     @property
     def window(self) -> Window:
@@ -139,6 +143,39 @@ def tile_grid(height: int, width: int, spec: TileSpec) -> list[Tile]:
             border = (row_off == 0, row_off + h == height, col_off == 0, col_off + w == width)
             tiles.append(Tile(len(tiles), row_off, col_off, h, w, pad, border))
     return tiles
+
+
+def trim_span(first: int, end: int, size: int, multiple: int) -> tuple[int, int]:
+    """``(before, after)`` pixels one axis of a ``size`` px tile can lose when its valid pixels
+    span ``[first, end)``: what lies outside the span once it is rounded up to ``multiple``."""
+    length = min(size, -(-(end - first) // multiple) * multiple)
+    lo = max(0, min(first, size - length))
+    return lo, size - (lo + length)
+
+
+def trim(
+    tile: Tile, span: tuple[int, int, int, int], size: int, multiple: int,
+    least_saving: float = 0.05,
+) -> Tile:  # fmt: skip
+    """``tile`` cut down to its valid pixels, for a model that takes any multiple of
+    ``multiple``: the rows and columns outside ``span`` (``(row0, row1, col0, col1)`` of the
+    valid pixels, window coordinates) are trimmed, the rest rounded up to ``multiple``. A padded
+    (small-scene) tile, or one that would lose under ``least_saving`` of its area (each new
+    shape costs the runtime a plan of its own), is returned as it is.
+
+    Every valid pixel of the tile keeps the weight the whole tile gave it, so the blend is
+    unchanged wherever two tiles meet; what differs is only that the model no longer sees the
+    no-data beyond the valid pixels (a constant, like the zero padding at a tile's edge).
+    """
+    if any(tile.pad) or (tile.height, tile.width) != (size, size):
+        return tile
+    top, bottom = trim_span(span[0], span[1], size, multiple)
+    left, right = trim_span(span[2], span[3], size, multiple)
+    kept = (size - top - bottom) * (size - left - right)
+    if kept > (1 - least_saving) * size * size:
+        return tile
+    return Tile(tile.index, tile.row_off, tile.col_off, tile.height, tile.width, tile.pad,
+                tile.border, (top, bottom, left, right))  # fmt: skip
 
 
 def pad_tile(array: np.ndarray, tile: int) -> np.ndarray:

@@ -90,6 +90,7 @@ class TorchBackend:
         self.dtype = DTYPES[self.precision]
         self.providers = [f"torch:{self.device}"]
         self.slots = 1
+        self.dynamic_shapes = False  # one staging buffer (and CUDA graph) of one shape
         self.model = net.to(self.device).eval().to(memory_format=torch.channels_last)
         self._staging = np.zeros((self.batch, 4, self.tile, self.tile), np.float32)
         self._graph: _CudaGraph | None = None

@@ -102,6 +102,42 @@ def test_tiling_and_blending_reconstruct_a_known_function(
     assert -(-stats.tiles_run // batch) <= stats.batches_run <= stats.tiles_run
 
 
+class _FixedShapes:
+    """The same backend, saying it runs only full tiles (as a GPU provider does)."""
+
+    def __init__(self, inner) -> None:
+        self.inner, self.dynamic_shapes = inner, False
+        self.name, self.card, self.options, self.slots = inner.name, inner.card, inner.options, 1
+
+    def run(self, batch):
+        return self.inner.run(batch)
+
+
+def test_edge_tiles_are_trimmed_to_their_valid_pixels_and_blend_exactly(tmp_path, model):
+    """A footprint turned 13 degrees inside a no-data collar, as a WRS-2 scene's: edge tiles
+    are cut down to their valid pixels (fewer pixels computed), and every valid pixel still
+    gets the known function exactly, as with whole tiles."""
+    dn = random_dn(300, 280, seed=5)
+    rows, cols = np.mgrid[:300, :280] - np.array([150, 140])[:, None, None]
+    angle = np.deg2rad(13)
+    u = rows * np.cos(angle) - cols * np.sin(angle)
+    v = rows * np.sin(angle) + cols * np.cos(angle)
+    dn[:, (np.abs(u) > 110) | (np.abs(v) > 100)] = 0
+    scene = open_scene(write_stack(tmp_path / "stack.tif", dn))
+    backend = OrtBackend(model, "cpu", BackendOptions(batch=2, tile=64))
+    assert backend.dynamic_shapes
+    capture, stats = run_capture(scene, backend, TileSpec(64, 8))
+    whole, whole_stats = run_capture(scene, _FixedShapes(backend), TileSpec(64, 8))
+    valid = dn.any(axis=0)
+    np.testing.assert_allclose(capture.prob[valid], expected(dn)[valid], atol=2e-6)
+    np.testing.assert_allclose(whole.prob[valid], expected(dn)[valid], atol=2e-6)
+    assert stats.tiles_run == whole_stats.tiles_run and stats.tiles_trimmed > 0
+    assert whole_stats.tiles_trimmed == 0 and whole_stats.pixels_computed == 64**2 * stats.tiles_run
+    print(f"computed per valid pixel: trimmed {stats.pixels_computed / valid.sum():.3f}, "
+          f"whole tiles {whole_stats.pixels_computed / valid.sum():.3f}")  # fmt: skip
+    assert stats.pixels_computed < 0.9 * whole_stats.pixels_computed
+
+
 def test_tiles_without_valid_pixels_are_never_run(tmp_path, model):
     dn = random_dn(200, 200, seed=1)
     dn[:, :130, :] = 0  # no data over the top rows: whole tile rows hold nothing valid

@@ -124,3 +124,63 @@ def test_pad_tile_mirrors_about_the_edge_pixel() -> None:
     assert pad_tile(np.ones((2, 32, 32)), 32).shape == (2, 32, 32)
     with pytest.raises(ValueError, match="larger than"):
         pad_tile(np.ones((33, 2)), 32)
+
+
+@given(first=st.integers(0, 383), length=st.integers(1, 384), multiple=st.sampled_from([1, 8, 32]))
+@settings(max_examples=200, deadline=None)
+def test_a_trimmed_tile_keeps_every_valid_pixel_in_whole_multiples(first, length, multiple):
+    from cloudseg.engine.tiling import trim
+
+    end = min(384, first + length)
+    tile = Tile(0, 0, 0, 384, 384)
+    cut = trim(tile, (first, end, 0, 384), 384, multiple, least_saving=0).cut
+    top, bottom = cut[:2]
+    kept = 384 - top - bottom
+    assert top <= first and 384 - bottom >= end  # the valid span stays inside
+    assert kept % multiple == 0 or kept == 384
+    assert kept - (end - first) < multiple  # and no more than rounding adds
+    assert cut[2:] == (0, 0)
+
+
+def test_a_tile_that_would_save_little_or_is_padded_is_not_trimmed():
+    from cloudseg.engine.tiling import trim
+
+    full = Tile(0, 0, 0, 384, 384)
+    assert trim(full, (0, 384, 0, 370), 384, 32).cut == (0, 0, 0, 0)  # saves 0 %: as it is
+    assert trim(full, (0, 384, 0, 200), 384, 32).cut == (0, 0, 0, 160)
+    padded = Tile(0, 0, 0, 200, 384, pad=(92, 92, 0, 0))
+    assert trim(padded, (0, 200, 0, 100), 384, 32) is padded
+
+
+def test_the_tile_plan_counts_what_trimming_saves_on_a_turned_footprint(tmp_path):
+    """A WRS-2-like footprint (turned 13 degrees in a no-data collar): with edge tiles trimmed
+    (CPU providers, a model of any size) the plan computes fewer pixels per valid pixel than
+    with whole tiles, and only fixed-shape providers plan whole tiles."""
+    import rasterio
+    from onnx_models import card_for
+    from rasterio.transform import from_origin
+
+    from cloudseg.data.landsat import open_scene
+    from cloudseg.engine.tile_plan import plan_tiles
+
+    size = 1600
+    rows, cols = np.mgrid[:size, :size] - size / 2
+    angle = np.deg2rad(13)
+    inside = (np.abs(rows * np.cos(angle) - cols * np.sin(angle)) < 0.36 * size) & (
+        np.abs(rows * np.sin(angle) + cols * np.cos(angle)) < 0.33 * size
+    )
+    dn = np.where(inside, 9000, 0).astype(np.uint16)
+    profile = dict(driver="GTiff", width=size, height=size, count=4, dtype="uint16",
+                   crs="EPSG:32633", transform=from_origin(500000, 4600000, 30, 30))  # fmt: skip
+    with rasterio.open(tmp_path / "stack.tif", "w", **profile) as ds:
+        ds.write(np.stack([dn] * 4))
+    scene = open_scene(tmp_path / "stack.tif")
+    card = card_for(tile=384)
+    trimmed = plan_tiles(card, scene, "cpu", 1)
+    whole = plan_tiles(card, scene, "cpu", 1, trimmed=False)
+    print(f"computed / valid: trimmed {trimmed.ratio:.3f} at {trimmed.tile} px, "
+          f"whole tiles {whole.ratio:.3f} at {whole.tile} px")  # fmt: skip
+    assert trimmed.ratio < whole.ratio - 0.1
+    gpu = plan_tiles(card, scene, "tensorrt", 1)
+    assert gpu.candidates == plan_tiles(card, scene, "tensorrt", 1, trimmed=False).candidates
+    assert gpu.candidates[trimmed.tile] == whole.candidates[trimmed.tile]
