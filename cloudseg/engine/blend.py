@@ -129,9 +129,8 @@ class RowBlender:
         top, bottom, left, right = tile.cut
         shape = (self.channels, size - top - bottom, size - left - right)
         if prob.shape != shape:
-            raise ValueError(
-                f"tile {tile.index}: probabilities {prob.shape} are not {' x '.join(map(str, shape))}"
-            )
+            want = " x ".join(map(str, shape))
+            raise ValueError(f"tile {tile.index}: probabilities {prob.shape} are not {want}")
         inside = 0 <= tile.row_off and tile.row_end <= self.height
         if not (inside and 0 <= tile.col_off and tile.col_end <= self.width):
             raise ValueError(f"tile {tile.index} {tile.window} is outside the scene")

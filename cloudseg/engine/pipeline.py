@@ -17,8 +17,8 @@
 * Edge tiles: where the backend runs any size (``dynamic_shapes``: ONNX Runtime's CPU provider
   with a model of dynamic height and width), a tile whose valid pixels fill only part of it (the
   no-data collar of a Landsat footprint) is trimmed to them, rounded up to the card's size
-  multiple (:func:`cloudseg.engine.tiling.trim`), and runs in a batch of its own shape. On a full WRS-2 footprint this cuts the pixels computed
-  per valid pixel (benchmarks/engine.py, full scene).
+  multiple (:func:`cloudseg.engine.tiling.trim`), and runs in a batch of its own shape. On a
+  full WRS-2 footprint this cuts the pixels computed per valid pixel (benchmarks/full_scene.py).
 * The blender holds only the rows tiles still touch; finished rows go to the writer thread
   through a bounded queue, and the writer re-reads those rows' bands for validity, the preview
   and the scene's own quality band (cheap next to inference, and it keeps the blender free of

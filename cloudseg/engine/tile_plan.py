@@ -6,9 +6,10 @@ a row or column is shifted inward over its neighbour, and tiles on the edge of a
 collar compute the no-data part too. Bigger tiles waste less on overlap and more at the collar;
 which wins depends on the scene. Where the pipeline trims edge tiles to their valid pixels (a
 model of any size on the CPU providers, :func:`cloudseg.engine.tiling.trim`), the collar costs
-far less and the plan counts each tile at its trimmed size. :func:`plan_tiles` lays the grid of every tile size the model's
-card allows, up to what the provider's memory budget holds, over a coarse validity map of the
-scene, and keeps the size with the lowest *computed / valid* ratio.
+far less and the plan counts each tile at its trimmed size. :func:`plan_tiles` lays the grid
+of every tile size the model's card allows, up to what the provider's memory budget holds,
+over a coarse validity map of the scene, and keeps the size with the lowest *computed / valid*
+ratio.
 
 The map is only a guide: the engine still reads every tile and runs exactly those with a valid
 pixel, so a map that misses a few valid pixels changes the size chosen, never the mask.
