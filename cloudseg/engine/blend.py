@@ -94,13 +94,19 @@ class RowBlender:
         width: scene columns.
         spec: the tile size and overlap the grid was made with.
         channels: probability planes per tile (1: cloud; 2: cloud and cloud shadow).
+        ahead: hold the next tile row too (``tile + stride`` rows), so that its first tiles may
+            be added before the current row is finished; without it the band is ``tile`` rows.
     """
 
-    def __init__(self, height: int, width: int, spec: TileSpec, channels: int = 1) -> None:
+    def __init__(
+        self, height: int, width: int, spec: TileSpec, channels: int = 1, ahead: bool = True
+    ) -> None:
         if height <= 0 or width <= 0:
             raise ValueError(f"scene size {height} x {width} must be positive")
         self.height, self.width, self.spec, self.channels = height, width, spec, channels
-        self.band_rows = min(height, spec.tile + spec.stride)
+        # ahead=False: the caller finishes each tile row before adding the next one's tiles
+        # (the pipeline does), so the band is one tile deep, not tile + stride.
+        self.band_rows = min(height, spec.tile + (spec.stride if ahead else 0))
         self._acc = np.zeros((channels, self.band_rows, width), np.float32)
         self._wsum = np.zeros((self.band_rows, width), np.float32)
         self._scratch = np.empty((channels, spec.tile, spec.tile), np.float32)

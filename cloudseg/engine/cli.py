@@ -204,7 +204,10 @@ def main(
     """Mask clouds in SCENES: Landsat 8/9 scene folders (Level-1 or -2), 4-band GeoTIFFs, STAC
     items (local .json or http(s) URLs), URLs of 4-band COGs, 38-Cloud test scenes given as
     <split folder>::<scene id>, or @manifest files listing any of these, one per line."""
+    from cloudseg.engine.heap import bound_heap
     from cloudseg.engine.run import RunConfig, run
+
+    bound_heap()  # before the first large array: freed memory goes back to the system
 
     setup_logging()
     import onnxruntime

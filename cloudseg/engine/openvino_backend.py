@@ -110,15 +110,16 @@ class OpenVinoBackend:
             reason = " ".join(str(exc).split())[:200]
             raise ModelError(f"{self.path}: OpenVINO cannot read this model ({reason})") from None
         self._input = self._check_input(model)
-        model.reshape({self._input: [self.batch, N_BANDS, self.tile, self.tile]})
+        # A model of any size is compiled with dynamic height and width (and batch), so trimmed
+        # edge tiles run on it too; one compiled model, one set of activation buffers. (A second,
+        # dynamic model beside a static one held 230 MB more on a 7800 px scene; dynamic alone
+        # ran full r34 int8 tiles within a few % of static here.) A fixed-size model: static.
+        self.dynamic_shapes = not self.card.fixed_size
+        tile_shape = [-1, N_BANDS, -1, -1] if self.dynamic_shapes else [
+            self.batch, N_BANDS, self.tile, self.tile]  # fmt: skip
+        model.reshape({self._input: tile_shape})
         self.threads = options.threads or os.cpu_count() or 1
         self.slots = options.slots or 2
-        # Trimmed edge tiles run on a second compiled model of dynamic height and width, built
-        # when the first one comes (r34 int8 here: full tiles 6 % slower dynamic than static,
-        # so the full tiles keep the static one).
-        self.dynamic_shapes = not self.card.fixed_size
-        self._dynamic: Any = None
-        self._dynamic_lock = threading.Lock()
         config = {
             "INFERENCE_PRECISION_HINT": HINTS[self.precision],
             # One stream using every thread per request: the UNet's convolutions parallelise
@@ -130,6 +131,11 @@ class OpenVinoBackend:
             # precision loads it instead of compiling (ukis-l1c here: 0.91 s -> 0.44 s).
             "CACHE_DIR": str(openvino_cache_dir()),
         }
+        if self.dynamic_shapes:
+            # Kernels (and their buffers) are kept per input shape; OpenVINO's default keeps
+            # 5000. Four keep the full tile's hot (none made it 20 % slower here) and hold less
+            # over a scene's few dozen trimmed shapes.
+            config["CPU_RUNTIME_CACHE_CAPACITY"] = 4
         self._core, self._config = core, config
         try:
             self.compiled = core.compile_model(model, DEVICE, config)
@@ -168,15 +174,16 @@ class OpenVinoBackend:
         return name
 
     def _run_trimmed(self, batch: np.ndarray) -> np.ndarray:
-        """A batch of trimmed edge tiles on the dynamic-shape model (compiled on first use)."""
-        with self._dynamic_lock:
-            if self._dynamic is None:
-                model = self._core.read_model(str(self.path))
-                model.reshape({self._input: [-1, N_BANDS, -1, -1]})
-                compiled = self._core.compile_model(model, DEVICE, self._config)
-                self._dynamic = compiled.create_infer_request()
-            self._dynamic.infer({0: batch})
-            logits = np.array(self._dynamic.get_output_tensor(0).data)
+        """A batch of trimmed edge tiles, at its own size, on one of the infer requests."""
+        request = self._requests.get()
+        try:
+            with self._copy_lock:
+                request.start_async({0: batch})  # copies it into a tensor of its shape
+            request.wait()
+            with self._copy_lock:
+                logits = np.array(request.get_output_tensor(0).data)
+        finally:
+            self._requests.put(request)
         return class_probabilities(logits, self.card, self.channels == 2)
 
     def run(self, batch: np.ndarray) -> np.ndarray:
@@ -191,8 +198,9 @@ class OpenVinoBackend:
             done = 0
             for chunk, n in chunks(batch, self.batch, self._staging[id(request)]):
                 with self._copy_lock:
-                    request.get_input_tensor(0).data[...] = chunk
-                    request.start_async()
+                    # copied into the request's own tensor, reshaped to the chunk's shape
+                    # (a trimmed tile before may have left it smaller)
+                    request.start_async({0: chunk})
                 request.wait()  # releases the GIL: other pipeline threads go on meanwhile
                 with self._copy_lock:  # a view the next inference overwrites: copy it now
                     logits = np.array(request.get_output_tensor(0).data[:n])
@@ -218,7 +226,7 @@ class OpenVinoBackend:
     def close(self) -> None:
         """Drop the requests and the compiled model."""
         self._requests = queue.Queue()
-        self.compiled = self._dynamic = None
+        self.compiled = None
 
     @classmethod
     def probe(cls, provider: str, device: int = 0) -> str | None:

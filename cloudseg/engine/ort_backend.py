@@ -103,6 +103,10 @@ class OrtBackend:
         # Trimmed edge tiles run outside the fixed-shape bindings, on the CPU only: a GPU
         # provider (cuDNN autotuning, TensorRT engines) is built for one shape.
         self.dynamic_shapes = provider == "cpu" and not self.card.fixed_size
+        # Each new shape plans (and allocates) its own memory in ORT's arena; shrinking the
+        # arena after a trimmed tile's run hands that back (130 MB over a 7800 px scene here).
+        self._trimmed = ort.RunOptions()
+        self._trimmed.add_run_config_entry("memory.enable_memory_arena_shrinkage", "cpu:0")
         self.slots = options.slots or (1 if provider == "cpu" else 2)
         self._slots: queue.Queue[_Slot] = queue.Queue()
         for _ in range(self.slots):
@@ -183,7 +187,7 @@ class OrtBackend:
         """
         batch = check_batch(batch, self.tile, self.card if self.dynamic_shapes else None)
         if batch.shape[2:] != (self.tile, self.tile):  # a trimmed edge tile: its own shape
-            logits = self.session.run([self._names[1]], {self._names[0]: batch})[0]
+            logits = self.session.run([self._names[1]], {self._names[0]: batch}, self._trimmed)[0]
             return class_probabilities(logits, self.card, self.channels == 2)
         out = np.empty((len(batch), self.channels, self.tile, self.tile), np.float32)
         slot = self._slots.get()  # blocks while every slot is busy with another caller

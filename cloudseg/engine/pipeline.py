@@ -8,9 +8,10 @@
 * Readers: each thread keeps its own scene reader (GDAL handles are never shared between
   threads); a tile is read, its validity tested and, if it holds any valid pixel, normalised as
   the model card says. Tiles without a valid pixel are never run.
-* At most ``lookahead`` tiles are read ahead of inference, so a slow backend holds the readers
-  back instead of filling memory. :meth:`TileReader.prefetch` starts those reads early, so the
-  next scene's first tiles are read while the current one still infers.
+* At most ``lookahead`` tiles, and no more than :data:`READ_AHEAD_BYTES` of model input, are
+  read ahead of inference, so a slow backend holds the readers back instead of filling memory
+  (16 tiles of 928 px would hold 220 MB). :meth:`TileReader.prefetch` starts those reads
+  early, so the next scene's first tiles are read while the current one still infers.
 * Batches have the backend's fixed shape (the backend pads the last one), and up to
   ``backend.slots`` batches are in flight on an inference thread pool, so blending the finished
   batch (and, on GPUs and OpenVINO, copying the next one in) overlaps the running one.
@@ -41,7 +42,7 @@ from rasterio.windows import Window
 
 from cloudseg.bands import BANDS, reorder, valid_pixels
 from cloudseg.card import ModelCard
-from cloudseg.engine.backend import Backend
+from cloudseg.engine.backend import N_BANDS, Backend
 from cloudseg.engine.blend import RowBlender
 from cloudseg.engine.tiling import Tile, TileSpec, pad_tile, tile_grid, trim
 from cloudseg.scene import Scene, SceneReader, check_value_kind
@@ -73,6 +74,13 @@ class StageTimes:
 
     def as_dict(self) -> dict[str, float]:
         return {k: round(v, 3) for k, v in self.__dict__.items()}
+
+
+#: Model input read ahead of inference at most (bytes): caps ``lookahead`` for large tiles.
+READ_AHEAD_BYTES = 64 * 2**20
+#: Pixels of finished rows handed to the writer at once at most: a band of rows as wide as the
+#: scene is cut into pieces, so the writer's queue and its re-read do not grow with the width.
+WRITE_CHUNK_PIXELS = 2**21
 
 
 @dataclass
@@ -118,7 +126,8 @@ class TileReader:
         lookahead: int,
     ) -> None:
         self.scene, self.tiles, self.spec, self.normalise = scene, tiles, spec, normalise
-        self.lookahead = max(1, lookahead)
+        tile_bytes = N_BANDS * spec.tile**2 * 4  # one normalised float32 tile
+        self.lookahead = max(1, min(lookahead, READ_AHEAD_BYTES // tile_bytes))
         self.pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="cloudseg-read")
         self.local = threading.local()
         self.readers: list[SceneReader] = []
@@ -257,7 +266,11 @@ def run_scene(
     scene, spec, tiles = job.scene, job.spec, job.tiles
     stats = RunStats()
     start = time.perf_counter()
-    blender = RowBlender(scene.height, scene.width, spec, 2 if backend.options.shadow else 1)
+    # One tile row at a time (ahead=False): a row's last batches are blended before the next
+    # row's first is added, so the blender holds tile rows, not tile + stride, of the scene's
+    # width (928 px tiles of a 7800 px scene: 58 MB less); it costs one batch of overlap a row.
+    blender = RowBlender(scene.height, scene.width, spec, 2 if backend.options.shadow else 1,
+                         ahead=False)  # fmt: skip
     row_writer = RowWriter(scene, sink, threshold)
     row_writer.start()
     batch_size = backend.options.batch
@@ -275,7 +288,8 @@ def run_scene(
         return out, time.perf_counter() - t0
 
     def submit() -> None:
-        batch = np.stack([x for _, x in pending])
+        # one tile: a view, not a copy (the backend makes it contiguous if it is not)
+        batch = pending[0][1][None] if len(pending) == 1 else np.stack([x for _, x in pending])
         in_flight.append(([t for t, _ in pending], infer_pool.submit(timed_run, batch)))
         stats.tiles_run += len(pending)
         stats.tiles_trimmed += sum(any(t.cut) for t, _ in pending)
@@ -294,19 +308,21 @@ def run_scene(
 
     def emit(frontier: int | None) -> None:
         rows = blender.flush() if frontier is None else blender.finished(frontier)
+        step = max(1, WRITE_CHUNK_PIXELS // scene.width)
         for row0, probs in rows:
-            row_writer.put(row0, probs)
-            if progress is not None:
-                progress(probs.shape[1] * scene.width)
+            for start in range(0, probs.shape[1], step):
+                piece = probs[:, start : start + step]
+                row_writer.put(row0 + start, piece)
+                if progress is not None:
+                    progress(piece.shape[1] * scene.width)
 
     def first_unblended() -> Tile | None:
         if in_flight:
             return in_flight[0][0][0]
         return pending[0][0] if pending else None
 
-    # Index of each tile's row of tiles: the blender holds about tile + stride rows, so every
-    # tile not yet blended must lie within two rows of tiles; a batch is cut short (and every
-    # batch in flight blended) where one more tile would reach a third.
+    # Index of each tile's row of tiles: the blender holds one tile row, so a batch is cut
+    # short (and every batch in flight blended) where the next tile starts a new row.
     row_index = {r: k for k, r in enumerate(sorted({t.row_off for t in tiles}))}
     try:
         for i, (tile, item) in enumerate(job.reader.stream()):
@@ -318,7 +334,7 @@ def run_scene(
                     top, bottom, left, right = tile.cut
                     x = x[:, top : spec.tile - bottom, left : spec.tile - right]
             first = first_unblended()
-            if first is not None and row_index[tile.row_off] - row_index[first.row_off] >= 2:
+            if first is not None and row_index[tile.row_off] > row_index[first.row_off]:
                 if pending:
                     submit()
                 while in_flight:

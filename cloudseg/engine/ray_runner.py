@@ -51,6 +51,9 @@ class SceneWorker:
     """
 
     def __init__(self, plan: RunPlan, choice: Choice) -> None:
+        from cloudseg.engine.heap import bound_heap
+
+        bound_heap()
         from cloudseg.engine.registry import open_backend
 
         self.plan = plan

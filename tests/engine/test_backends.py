@@ -292,6 +292,38 @@ def test_openvino_backend_matches_onnx_runtime(r34_run, scene_tiles, tmp_path) -
     assert got["auto_agreement"] >= 0.995, got["auto_agreement"]
 
 
+OPENVINO_TRIMMED = """
+import json, sys
+import numpy as np
+from cloudseg.engine.backend import BackendOptions
+from cloudseg.engine.registry import make_backend
+model = sys.argv[1]
+x = np.random.default_rng(0).uniform(0, 2e4, (3, 4, 128, 128)).astype(np.float32)
+ort = make_backend(model, "cpu", BackendOptions(tile=128, batch=2))
+ov = make_backend(model, "openvino", BackendOptions(tile=128, batch=2, precision="f32"))
+full = ov.run(x)
+cut = ov.run(np.ascontiguousarray(x[:1, :, :64, :96]))  # a trimmed edge tile, its own shape
+again = ov.run(x)  # full tiles after it: the requests took their shape back
+print(json.dumps({
+    "dynamic": ov.dynamic_shapes, "cut_shape": list(cut.shape),
+    "full_vs_ort": float(np.abs(full - ort.run(x)).max()),
+    "cut_vs_ort": float(np.abs(cut - ort.run(np.ascontiguousarray(x[:1, :, :64, :96]))).max()),
+    "again_vs_full": float(np.abs(again - full).max()),
+}))
+"""
+
+
+def test_openvino_runs_trimmed_edge_tiles_at_their_own_size(tmp_path) -> None:
+    if importlib.util.find_spec("openvino") is None:  # imported in the child only
+        pytest.skip("openvino is not installed")
+    from onnx_models import B1, W1, card_for, conv_model
+
+    model = conv_model(tmp_path / "conv.onnx", W1[None] * 1e-4, B1, card_for(tile=128))
+    got = run_python(OPENVINO_TRIMMED, model)
+    assert got["dynamic"] and got["cut_shape"] == [1, 1, 64, 96]
+    assert max(got["full_vs_ort"], got["cut_vs_ort"], got["again_vs_full"]) < 1e-5, got
+
+
 def auto_precision_here() -> str:
     flags = next((ln for ln in open("/proc/cpuinfo") if ln.startswith("flags")), "").split()
     return "bf16" if {"avx512_bf16", "amx_bf16"} & set(flags) else "f32"
