@@ -221,10 +221,14 @@ def list_models() -> list[dict[str, Any]]:
 
 
 def _proven(path: Path) -> dict[str, Any]:
-    """What the model was trained on, and its kept precision proofs, one line each."""
+    """What the model was trained on, and its kept precision proofs (its own and its int8
+    file's), one line each."""
     from cloudseg.engine import proof
+    from cloudseg.home import variant_path
 
-    lines = proof.summary_of(proof.load_records(proof.sha256(path)))
+    int8 = variant_path(path, "int8") if path.suffix == ".onnx" else None
+    files = [path, *([int8] if int8 is not None and int8.is_file() else [])]
+    lines = [line for f in files for line in proof.summary_of(proof.load_records(proof.sha256(f)))]
     return {
         "trained_on": data_origin(path) or "not on its card",
         "precisions": ["f32: the reference", *lines] if lines else [
