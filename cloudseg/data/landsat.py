@@ -36,6 +36,9 @@ from cloudseg.scene import clip_window, paste
 __all__ = ["LandsatReader", "LandsatScene", "open_scene"]
 
 #: What each product level can give a model (see :data:`cloudseg.card.VALUE_KIND_WORDS`).
+#: Rows per read of :meth:`LandsatReader.read_coarse` (a multiple of the decimation is used).
+COARSE_ROWS = 512
+
 LEVEL_WORDS = {
     "L1": "Level-1 (digital numbers)",
     "L2": "Level-2 (surface reflectance)",
@@ -187,16 +190,34 @@ class LandsatReader:
         return out
 
     def read_coarse(self, factor: int) -> np.ndarray:
-        """``(4, ceil(H / f), ceil(W / f))`` DN sampled every ``factor`` pixels (nearest; GDAL
-        reads overviews where a COG has them)."""
+        """``(4, ceil(H / f), ceil(W / f))`` DN sampled every ``factor`` pixels, at the centre
+        of each ``factor`` x ``factor`` cell.
+
+        A remote scene is read decimated by GDAL (a COG's overviews, few bytes over the
+        network). A local one is read at full resolution in bands of :data:`COARSE_ROWS` rows
+        and sampled here: GDAL's decimated read of a whole local scene took 6.8 s instead of
+        1.1 s on a 7800 px scene whenever ``GDAL_CACHEMAX`` was set (as every run sets it).
+        """
         shape = (-(-self.scene.height // factor), -(-self.scene.width // factor))
         out = np.empty((len(BANDS), *shape), np.dtype(files.DTYPE))
+        step = max(1, COARSE_ROWS // factor) * factor
+        centre = factor // 2
+        # each cell's centre, or its last pixel where the scene ends mid-cell
+        cols = np.minimum(np.arange(0, self.scene.width, factor) + centre, self.scene.width - 1)
         for path, indexes, part in self._plan:
+            ds = self._datasets[path]
             try:
-                data = self._datasets[path].read(indexes, out_shape=(len(indexes), *shape))
+                if self.scene.local_dir is None:
+                    out[part] = ds.read(indexes, out_shape=(len(indexes), *shape))
+                    continue
+                for row0 in range(0, self.scene.height, step):
+                    rows = min(step, self.scene.height - row0)
+                    data = ds.read(indexes, window=Window(0, row0, self.scene.width, rows))
+                    picked = np.minimum(np.arange(0, rows, factor) + centre, rows - 1)
+                    r0 = row0 // factor
+                    out[part, r0 : r0 + len(picked)] = data[:, picked][:, :, cols]
             except RasterioIOError as exc:
                 raise SceneError(f"{path}: cannot read pixels: {describe(exc)}") from None
-            out[part] = data
         return out
 
     def read_qa(self, window: Window) -> np.ndarray | None:

@@ -599,3 +599,20 @@ def test_nonexistent_scene(tmp_path):
 def test_window_must_be_whole_pixels(scenes):
     with open_scene(scenes["c1_l1"]).open() as reader, pytest.raises(ValueError, match="whole"):
         reader.read(Window(0.5, 0, 8, 8))
+
+
+@pytest.mark.parametrize("key", ["c1_l1", "stack"])
+@pytest.mark.parametrize("factor", [3, 8, 32])
+def test_coarse_read_takes_each_cells_centre(scenes, key, factor, monkeypatch):
+    """Every cell of the coarse map is its centre pixel (its last row or column where the scene
+    ends mid-cell), read in bands of rows that do not line up with the cells."""
+    import cloudseg.data.landsat as landsat
+
+    monkeypatch.setattr(landsat, "COARSE_ROWS", 7)  # several bands, and a short last one
+    scene = open_scene(scenes[key])
+    with scene.open() as reader:
+        coarse = reader.read_coarse(factor)
+    whole = expected_dn()
+    rows = np.minimum(np.arange(0, HEIGHT, factor) + factor // 2, HEIGHT - 1)
+    cols = np.minimum(np.arange(0, WIDTH, factor) + factor // 2, WIDTH - 1)
+    np.testing.assert_array_equal(coarse, whole[:, rows][:, :, cols])
