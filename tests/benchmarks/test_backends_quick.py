@@ -1,7 +1,11 @@
 """``benchmarks/backends.py --quick`` runs end to end and writes well-formed results.
 
 Only the structure is checked, never the figures: they depend on the machine and its load.
+Marked slow (40 s here, the longest test): ``make test`` must stay under ten minutes from a
+clean clone; ``make test-all`` runs it.
 """
+
+import pytest
 
 CPU_PATHS = {"torch_eager_fp32", "torch_channels_last_fp32", "torch_channels_last_bf16",
              "torch_compile_bf16", "ort_cpu_fp32", "ort_cpu_int8", "openvino_f32",
@@ -21,6 +25,7 @@ FIGURES = (
 PRECISIONS = {"fp32", "bf16", "int8"}
 
 
+@pytest.mark.slow
 def test_backends_quick(run_quick) -> None:
     doc = run_quick("backends")
     assert doc["models"]["r34"]["batches"]

@@ -42,6 +42,13 @@ def half(r34_run: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory) -
     return out
 
 
+@pytest.fixture(scope="module")
+def int8(half: Path) -> Path:
+    from cloudseg.export.variant import write_int8
+
+    return write_int8(half, root=ROOT)
+
+
 def _float16_types(model: onnx.ModelProto) -> int:
     graph = model.graph
     return sum(t.data_type == TensorProto.FLOAT16 for t in graph.initializer) + sum(
@@ -58,15 +65,15 @@ def test_widening_a_float16_graph_leaves_no_float16(half: Path) -> None:
     assert to_float32(wide)[1] is False
 
 
-def test_the_int8_variant_is_calibrated_on_real_tiles_and_says_so(half: Path) -> None:
-    from cloudseg.export.variant import calibration_tiles, write_int8
+def test_the_int8_variant_is_calibrated_on_real_tiles_and_says_so(half: Path, int8: Path) -> None:
+    from cloudseg.export.variant import calibration_tiles
 
     tiles, scenes = calibration_tiles(half, ROOT)
     card = read(half)
     assert tiles.shape[1:] == (4, card.tile_size, card.tile_size) and 8 <= len(tiles) <= 64
     biome = [s for s in scenes if s.startswith("LC08_L1TP") and s.endswith("_01_T1")]
     assert 0 < len(biome) <= 8  # every second Biome tile: the other half is never calibrated on
-    out = write_int8(half, root=ROOT)
+    out = int8
     assert out == half.with_name("r34-half-int8.onnx")
     variant = read(out)
     export = variant.extra["export"]
@@ -79,16 +86,14 @@ def test_the_int8_variant_is_calibrated_on_real_tiles_and_says_so(half: Path) ->
     assert dataclasses.replace(variant, extra={}) == dataclasses.replace(card, extra={})
 
 
-def test_the_variant_keeps_the_float_models_masks_on_a_real_tile(half: Path) -> None:
+def test_the_variant_keeps_the_float_models_masks_on_a_real_tile(half: Path, int8: Path) -> None:
     """The r34 fixture (learned on synthetic scenes) in int8 against float on a real tile
     it was not calibrated on: a loose bar, the proof is the real gate."""
     from cloudseg.data.reference import reference_items
     from cloudseg.data.sources import open_any
     from cloudseg.engine.in_memory import predict_scene
     from cloudseg.engine.registry import make_backend
-    from cloudseg.export.variant import write_int8
 
-    int8 = write_int8(half, root=ROOT, overwrite=True)
     item = [i for i in reference_items(ROOT) if i.group == "biome-l8"][1]  # odd: not calibrated
     card = read(half)
     spec = proof.reference_spec(card)
