@@ -206,6 +206,16 @@ def preload_gpu_libraries(provider: str) -> str:
     return "; ".join(n for n in notes if n)
 
 
+def driver_missing() -> str | None:
+    """``no NVIDIA driver here (...)`` when the driver's library does not load, else None."""
+    name = "nvcuda.dll" if sys.platform == "win32" else "libcuda.so.1"
+    try:
+        ctypes.CDLL(name)
+    except OSError as exc:
+        return f"no NVIDIA driver here ({' '.join(str(exc).split())})"
+    return None
+
+
 def why_missing(provider: str) -> str:
     """A short reason why ``provider`` (``cuda``/``tensorrt``) did not load in this process.
 
@@ -255,6 +265,10 @@ def probe(provider: str, device: int = 0) -> str | None:
         return None
     if PROVIDERS[provider] not in ort.get_available_providers():
         return why_missing(provider)
+    # The driver first: without it nothing GPU can start, and preloading CUDA, cuDNN and
+    # TensorRT's libraries to find that out put 200 MB into every run on a machine without one.
+    if (reason := driver_missing()) is not None:
+        return reason
     note = preload_gpu_libraries(provider)
     providers = provider_list(provider, "x", 1, 8, device=device)
     try:

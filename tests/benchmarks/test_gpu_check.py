@@ -63,7 +63,8 @@ def test_cpu_smoke_runs_every_section_but_compile(tmp_path: Path) -> None:
     s = doc["sections"]
     assert set(s) == set(sections) and not any("failed" in v for v in s.values()), s
     assert doc["facts"]["providers"]["cpu"] == "loads"
-    assert "libnvinfer" in doc["facts"]["providers"]["tensorrt"]
+    tensorrt = doc["facts"]["providers"]["tensorrt"]
+    assert "libnvinfer" in tensorrt or "no NVIDIA driver" in tensorrt
     assert s["train"]["seconds"] > 0 and s["train"]["precision"]
     for label, case in s["end_to_end"]["cases"].items():
         assert [r["run"] for r in case["runs"]] == ["cold", "warm"], label

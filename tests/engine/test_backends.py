@@ -366,3 +366,28 @@ def test_torch_backend_on_cuda_matches_cpu(r34_run: tuple[Path, Path], scene_til
         assert gpu.providers == ["torch:cuda:0"]
         got, want = gpu.run(scene_tiles), cpu.run(scene_tiles)
         assert ((got > 0.5) == (want > 0.5)).mean() > 0.995, precision
+
+
+PROBE_COST = """
+import json
+from cloudseg.engine.ort_providers import driver_missing
+from cloudseg.engine.registry import probe
+def maps():
+    return {line.split()[-1] for line in open("/proc/self/maps") if ".so" in line}
+before = maps()
+reasons = {p: probe(p) for p in ("tensorrt", "cuda")}
+print(json.dumps({"driver": driver_missing(), "reasons": reasons,
+                  "loaded": sorted(m.rsplit("/", 1)[-1] for m in maps() - before)}))
+"""
+
+
+def test_without_a_driver_the_gpu_probes_load_no_gpu_library() -> None:
+    """``--provider auto`` probes TensorRT and CUDA in every run: on a machine without the
+    NVIDIA driver that must not preload CUDA, cuDNN or TensorRT (200 MB of RSS)."""
+    got = run_python(PROBE_COST)
+    if got["driver"] is None:
+        pytest.skip("an NVIDIA driver is here")
+    assert all(r.startswith("no NVIDIA driver here") for r in got["reasons"].values()), got
+    names = ("cudnn", "cublas", "nvinfer", "cudart", "cufft")
+    gpu_libraries = [m for m in got["loaded"] if any(k in m for k in names)]
+    assert not gpu_libraries, gpu_libraries
