@@ -10,8 +10,10 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent / "helpers"))
 
-# Every test (and every command it starts) gets its own cloudseg home: a proof, model or run the
-# developer keeps in ~/.cache/cloudseg must not change what --precision auto or --model picks.
+# The test session (and every command it starts) gets its own cloudseg home: a proof, model or
+# run the developer keeps in ~/.cache/cloudseg must not change what --precision auto or --model
+# picks. Proofs and speeds are kept by the model file's SHA-256, so tests that write them use
+# model files of their own.
 os.environ["CLOUDSEG_HOME"] = tempfile.mkdtemp(prefix="cloudseg-test-home-")
 
 #: ``../shared/data/38cloud-sample`` relative to the repository: 12 real 38-Cloud patches.
