@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import datetime
 import importlib.metadata
-import json
 import logging
 import time
 from collections.abc import Callable
@@ -34,14 +33,15 @@ from typing import Any
 
 import numpy as np
 
-from cloudseg.atomic import atomic_path
 from cloudseg.engine import proof
 from cloudseg.engine.backend import N_BANDS, Backend, BackendOptions
 from cloudseg.errors import ProviderError
-from cloudseg.home import proofs_dir, variant_path
+from cloudseg.home import variant_path
 
 log = logging.getLogger("cloudseg.run")
 
+#: The kind of record speeds are kept as, beside the proofs (``<sha256>.speed.json``).
+SPEED = "speed"
 #: The CPU providers auto measures against each other.
 CPU_PROVIDERS = ("openvino", "cpu")
 #: A speed measurement runs at least this long and this many batches (after one warm-up).
@@ -116,21 +116,9 @@ def _speed_key(path: RunPath, options: BackendOptions) -> dict[str, Any]:
                                  "threads": options.threads}  # fmt: skip
 
 
-def _speed_store(digest: str) -> Path:
-    return proofs_dir() / f"{digest}.speed.json"
-
-
-def _speed_records(digest: str) -> list[dict[str, Any]]:
-    try:
-        records = json.loads(_speed_store(digest).read_text())
-    except (OSError, json.JSONDecodeError):
-        return []
-    return records if isinstance(records, list) else []
-
-
 def kept_speed(key: dict[str, Any]) -> float | None:
     """The MP/s kept for ``key`` (:func:`_speed_key`), or None."""
-    for record in _speed_records(key["sha256"]):
+    for record in proof.load_records(key["sha256"], SPEED):
         if all(record.get(k) == v for k, v in key.items()):
             return float(record["megapixels_per_second"])
     return None
@@ -138,14 +126,11 @@ def kept_speed(key: dict[str, Any]) -> float | None:
 
 def keep_speed(key: dict[str, Any], rate: float) -> None:
     """Keep ``rate`` for ``key``, replacing an older one, written atomically."""
-    records = [r for r in _speed_records(key["sha256"])
+    records = [r for r in proof.load_records(key["sha256"], SPEED)
                if not all(r.get(k) == v for k, v in key.items())]  # fmt: skip
     measured = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
     records.append(key | {"megapixels_per_second": round(rate, 4), "measured": measured})
-    store = _speed_store(key["sha256"])
-    store.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(store, overwrite=True) as tmp:
-        tmp.write_text(json.dumps(records, indent=2) + "\n")
+    proof.write_records(key["sha256"], records, SPEED)
 
 
 def measure_speed(backend: Backend) -> float:

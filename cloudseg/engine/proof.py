@@ -169,17 +169,28 @@ def key_for(backend: Backend, model: Path, precision: str) -> ProofKey:
     return ProofKey(sha256(model), backend.name, info["runtime"], precision, hardware)
 
 
-def _store(digest: str) -> Path:
-    return proofs_dir() / f"{digest}.json"
+def _store(digest: str, kind: str = "") -> Path:
+    """``proofs/<sha256>.json`` (proofs), or ``proofs/<sha256>.<kind>.json`` (e.g. speeds)."""
+    return proofs_dir() / f"{digest}{'.' + kind if kind else ''}.json"
 
 
-def load_records(digest: str) -> list[dict[str, Any]]:
-    """Every proof kept for the model with SHA-256 ``digest`` (none: an empty list)."""
+def load_records(digest: str, kind: str = "") -> list[dict[str, Any]]:
+    """Every proof (or ``kind`` record) kept for the model with SHA-256 ``digest`` (none: an
+    empty list)."""
     try:
-        records = json.loads(_store(digest).read_text())
+        records = json.loads(_store(digest, kind).read_text())
     except (OSError, json.JSONDecodeError):
         return []
     return records if isinstance(records, list) else []
+
+
+def write_records(digest: str, records: list[dict[str, Any]], kind: str = "") -> Path:
+    """Replace the records kept for ``digest`` (of ``kind``), written atomically."""
+    path = _store(digest, kind)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path, overwrite=True) as tmp:
+        tmp.write_text(json.dumps(records, indent=2) + "\n")
+    return path
 
 
 def find(key: ProofKey) -> dict[str, Any] | None:
@@ -190,11 +201,7 @@ def find(key: ProofKey) -> dict[str, Any] | None:
 def save(proof: Proof) -> Path:
     """Keep ``proof`` (replacing one with the same key), written atomically."""
     records = [r for r in load_records(proof.key.sha256) if not proof.key.matches(r)]
-    records.append(proof.as_dict())
-    path = _store(proof.key.sha256)
-    with atomic_path(path, overwrite=True) as tmp:
-        tmp.write_text(json.dumps(records, indent=2) + "\n")
-    return path
+    return write_records(proof.key.sha256, [*records, proof.as_dict()])
 
 
 def agreement(a: Prediction, b: Prediction) -> float:

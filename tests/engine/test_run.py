@@ -308,22 +308,28 @@ def _tiled_probability(folder: Path, run: Path, tile: int, overlap: int) -> np.n
     return capture.prob
 
 
+def _scene_and_whole_image(tmp_path: Path, run: Path, seed: int, size: int):
+    """A synthetic scene folder, the scene, the trained model's card and its whole-image
+    cloud probability (no tiles)."""
+    from cloudseg.data.synthetic import SceneSpec, make_scene
+    from cloudseg.data.synthetic_write import write_scene_folder
+    from cloudseg.train.predict import load_run, predict
+
+    synthetic = make_scene(SceneSpec(seed=seed, height=size, width=size, cloud_fraction=0.4))
+    folder = tmp_path / "scene"
+    write_scene_folder(synthetic, folder)
+    model, card = load_run(run)
+    return folder, synthetic, card, predict(model, card, synthetic.bands[None])[0]
+
+
 def test_no_seams_at_the_tile_size_a_full_scene_plans(tmp_path, trained_r34):
     """The plan picks about 928 px with 32 px of overlap on a full-size footprint
     (benchmarks/full_scene.py). At that size too, near the tiles' edges (within 16 px of them;
     a 1088 px scene: four tiles) the tiled mask equals the whole-image mask on >= 99.9 % of the
     pixels the model decides clearly, and the probabilities stay closer to the whole image's
     than without overlap (the same measure sees those seams)."""
-    from cloudseg.data.synthetic import SceneSpec, make_scene
-    from cloudseg.data.synthetic_write import write_scene_folder
-    from cloudseg.train.predict import load_run, predict
-
     run, _ = trained_r34
-    synthetic = make_scene(SceneSpec(seed=4, height=1088, width=1088, cloud_fraction=0.4))
-    folder = tmp_path / "scene"
-    write_scene_folder(synthetic, folder)
-    model, card = load_run(run)
-    whole = predict(model, card, synthetic.bands[None])[0]
+    folder, synthetic, card, whole = _scene_and_whole_image(tmp_path, run, 4, 1088)
     near = np.zeros(whole.shape, bool)
     for edge in (160, 928):  # where the second tile starts and the first ends, on each axis
         near[edge - 16 : edge + 16] = near[:, edge - 16 : edge + 16] = True
@@ -351,16 +357,8 @@ def test_tiled_inference_agrees_with_whole_image_inference(tmp_path, trained_r34
     Measured with this model on this scene (README, "Run"): all-pixel agreement 64/16 px 98.95 %,
     128/32 99.70 %, 256/32 99.89 %, 256/64 99.94 %, 384/32 99.92 %.
     """
-    from cloudseg.data.synthetic import SceneSpec, make_scene
-    from cloudseg.data.synthetic_write import write_scene_folder
-    from cloudseg.train.predict import load_run, predict
-
     run, _ = trained_r34
-    synthetic = make_scene(SceneSpec(seed=9, height=512, width=512, cloud_fraction=0.4))
-    folder = tmp_path / "scene"
-    write_scene_folder(synthetic, folder)
-    model, card = load_run(run)
-    whole = predict(model, card, synthetic.bands[None])[0]
+    folder, synthetic, card, whole = _scene_and_whole_image(tmp_path, run, 9, 512)
     valid = synthetic.mask != 255
     decided = valid & (np.abs(whole - card.threshold) > 0.1)
     assert decided.mean() > 0.5 * valid.mean()  # most pixels are decided: a trained model
