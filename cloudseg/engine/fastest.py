@@ -33,9 +33,10 @@ from typing import Any
 
 import numpy as np
 
+from cloudseg.card import read
 from cloudseg.engine import proof
 from cloudseg.engine.backend import N_BANDS, Backend, BackendOptions
-from cloudseg.errors import ProviderError
+from cloudseg.errors import CloudsegError, ProviderError
 from cloudseg.home import variant_path
 
 log = logging.getLogger("cloudseg.run")
@@ -83,6 +84,16 @@ def runtime(provider: str) -> str:
     return f"onnxruntime {ort.__version__}"
 
 
+def own_precision(model: Path) -> str:
+    """``int8`` for an ``-int8`` file given as the model itself (its card says so), else
+    ``f32``: what a path on the file itself is called in the line auto writes."""
+    try:
+        variant = read(model).extra.get("export", {}).get("variant")
+    except (CloudsegError, OSError, ValueError):
+        return "f32"
+    return "int8" if variant == "int8" else "f32"
+
+
 def candidates(model: Path, providers: list[str]) -> tuple[list[RunPath], dict[str, str]]:
     """The paths auto may run ``model`` on among ``providers``, and why others may not.
 
@@ -90,9 +101,12 @@ def candidates(model: Path, providers: list[str]) -> tuple[list[RunPath], dict[s
         The candidates (f32 first, then proven reduced paths), and a reason per path left out.
     """
     paths, left_out = [], {}
+    own = own_precision(Path(model))
     int8 = variant_path(Path(model), "int8")
     for provider in (p for p in providers if p in CPU_PROVIDERS):
-        paths.append(RunPath(Path(model), provider, "f32"))
+        paths.append(RunPath(Path(model), provider, own))
+        if own != "f32":  # an -int8 file named as the model: it is what the user asked for
+            continue
         reduced = []
         if provider == "openvino" and proof.native_precision() == "bf16":
             reduced.append(RunPath(Path(model), provider, "bf16"))

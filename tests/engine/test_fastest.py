@@ -118,3 +118,16 @@ def test_a_path_that_does_not_start_is_left_out_only_under_auto(model: Path) -> 
     assert chosen["not_candidates"]["openvino f32"] == "does not start: openvino cannot start here"
     with pytest.raises(ProviderError, match="openvino cannot start here"):
         fastest.open_fastest(model, ["openvino", "cpu"], OPTIONS, make)
+
+
+def test_an_int8_file_named_as_the_model_runs_as_itself_and_says_int8(tmp_path: Path) -> None:
+    import dataclasses
+
+    from onnx_models import B1, W1, card_for, conv_model
+
+    card = card_for(tile=64)
+    card = dataclasses.replace(card, extra={"export": {"variant": "int8"}})
+    model = conv_model(tmp_path / "m-int8.onnx", W1[None], B1, card)
+    paths, left_out = fastest.candidates(model, ["cpu"])
+    assert paths == [fastest.RunPath(model, "cpu", "int8")] and left_out == {}
+    assert paths[0].options(OPTIONS).precision == "f32"
