@@ -23,7 +23,6 @@ TensorRT build at start-up would cost minutes. A torch run folder keeps its own 
 from __future__ import annotations
 
 import datetime
-import importlib.metadata
 import logging
 import time
 from collections.abc import Callable
@@ -67,21 +66,9 @@ class RunPath:
 
     def key(self) -> proof.ProofKey:
         """The proof key of this path (hashes the file)."""
-        return proof.ProofKey(proof.sha256(self.file), self.provider, runtime(self.provider),
-                              self.precision, proof.cpu_hardware())  # fmt: skip
-
-
-def runtime(provider: str) -> str:
-    """The runtime and version a provider's proofs name, read without importing it (OpenVINO
-    must not be imported just to be asked)."""
-    if provider == "openvino":
-        try:
-            return f"openvino {importlib.metadata.version('openvino')}"
-        except importlib.metadata.PackageNotFoundError:
-            return "openvino (not installed)"
-    import onnxruntime as ort
-
-    return f"onnxruntime {ort.__version__}"
+        return proof.ProofKey(proof.sha256(self.file), self.provider,
+                              proof.runtime_of(self.provider), self.precision,
+                              proof.cpu_hardware())  # fmt: skip
 
 
 def own_precision(model: Path) -> str:

@@ -50,6 +50,7 @@ from cloudseg.engine.proof import (
     choose_precision,
     cpu_hardware,
     native_precision,
+    runtime_of,
     sha256,
 )
 from cloudseg.errors import MissingFileError, ModelError, ProviderError
@@ -74,8 +75,8 @@ HINTS = {"f32": "f32", "bf16": "bf16", "f16": "f16"}
 
 
 def runtime() -> str:
-    """``openvino <version>``, as proofs and summaries name it."""
-    return f"openvino {ov.__version__.split('-')[0]}"
+    """``openvino <version>``, as proofs and summaries name it (:func:`proof.runtime_of`)."""
+    return runtime_of("openvino")
 
 
 class OpenVinoBackend:
@@ -179,39 +180,29 @@ class OpenVinoBackend:
             )
         return name
 
-    def _run_trimmed(self, batch: np.ndarray) -> np.ndarray:
-        """A batch of trimmed edge tiles, at its own size, on one of the infer requests."""
-        request = self._requests.get()
-        try:
-            with self._copy_lock:
-                request.start_async({0: batch})  # copies it into a tensor of its shape
-            request.wait()
-            with self._copy_lock:
-                logits = np.array(request.get_output_tensor(0).data)
-        finally:
-            self._requests.put(request)
+    def _infer(self, request: Any, chunk: np.ndarray, n: int) -> np.ndarray:
+        """Run ``chunk`` on ``request``; the probabilities of its first ``n`` tiles."""
+        with self._copy_lock:
+            # copied into the request's own tensor, reshaped to the chunk's shape (a trimmed
+            # edge tile and a full tile take turns on the same request)
+            request.start_async({0: chunk})
+        request.wait()  # releases the GIL: other pipeline threads go on meanwhile
+        with self._copy_lock:  # a view the next inference overwrites: copy it now
+            logits = np.array(request.get_output_tensor(0).data[:n])
         return class_probabilities(logits, self.card, self.channels == 2)
 
     def run(self, batch: np.ndarray) -> np.ndarray:
         """Probabilities of normalised tiles: ``(N, 4, tile, tile)`` -> ``(N, K, tile, tile)``,
-        or of trimmed ones (``dynamic_shapes``) at their own size."""
+        or of trimmed ones (``dynamic_shapes``) at their own size, in one call."""
         batch = check_batch(batch, self.tile, self.card if self.dynamic_shapes else None)
-        if batch.shape[2:] != (self.tile, self.tile):
-            return self._run_trimmed(batch)
-        out = np.empty((len(batch), self.channels, self.tile, self.tile), np.float32)
         request = self._requests.get()  # blocks while every request is busy
         try:
+            if batch.shape[2:] != (self.tile, self.tile):
+                return self._infer(request, batch, len(batch))
+            out = np.empty((len(batch), self.channels, self.tile, self.tile), np.float32)
             done = 0
             for chunk, n in chunks(batch, self.batch, self._staging[id(request)]):
-                with self._copy_lock:
-                    # copied into the request's own tensor, reshaped to the chunk's shape
-                    # (a trimmed tile before may have left it smaller)
-                    request.start_async({0: chunk})
-                request.wait()  # releases the GIL: other pipeline threads go on meanwhile
-                with self._copy_lock:  # a view the next inference overwrites: copy it now
-                    logits = np.array(request.get_output_tensor(0).data[:n])
-                shadow = self.channels == 2
-                out[done : done + n] = class_probabilities(logits, self.card, shadow)
+                out[done : done + n] = self._infer(request, chunk, n)
                 done += n
         finally:
             self._requests.put(request)

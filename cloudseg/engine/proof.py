@@ -15,6 +15,8 @@ Proofs are measured once (:func:`measure`, ``cloudseg-eval prove``) and kept in
 from __future__ import annotations
 
 import datetime
+import functools
+import importlib.metadata
 import json
 import logging
 import os
@@ -83,11 +85,37 @@ def cpu_hardware() -> str:
 
 
 def sha256(path: Path) -> str:
-    """SHA-256 of a model file, or of a run folder's ``best.pth``."""
+    """SHA-256 of a model file, or of a run folder's ``best.pth``.
+
+    Hashed once per file version in a process (keyed by its resolved path, size and mtime):
+    ``--precision auto`` asks for the same files' keys several times at start-up (each proof
+    and each speed looked up), and a model is up to 100 MB.
+    """
+    path = Path(path)
+    file = (path / "best.pth" if path.is_dir() else path).resolve()
+    stat = file.stat()
+    return _file_sha256(file, stat.st_size, stat.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=64)
+def _file_sha256(file: Path, size: int, mtime_ns: int) -> str:
     from cloudseg.engine.foreign.ukis_csmask import sha256 as file_sha256
 
-    path = Path(path)
-    return file_sha256(path / "best.pth" if path.is_dir() else path)
+    return file_sha256(file)
+
+
+def runtime_of(provider: str) -> str:
+    """The runtime and version that proofs and summaries name for ``provider``, read without
+    importing it (OpenVINO must not be imported just to be asked): ``openvino 2026.4.1``,
+    ``onnxruntime 1.31.1``."""
+    if provider == "openvino":
+        try:
+            return f"openvino {importlib.metadata.version('openvino')}"
+        except importlib.metadata.PackageNotFoundError:
+            return "openvino (not installed)"
+    import onnxruntime as ort
+
+    return f"onnxruntime {ort.__version__}"
 
 
 @dataclass(frozen=True)

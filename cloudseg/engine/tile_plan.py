@@ -129,11 +129,11 @@ def _grid_cost(
         count += 1
         if multiple is not None:
             rows, cols = np.flatnonzero(cells.any(axis=1)), np.flatnonzero(cells.any(axis=0))
-            # cells are counted whole: the span reaches each valid cell's far edge
-            span = (rows[0] * cell + r0 * cell - tile.row_off, (rows[-1] + 1) * cell + r0 * cell
-                    - tile.row_off, cols[0] * cell + c0 * cell - tile.col_off,
-                    (cols[-1] + 1) * cell + c0 * cell - tile.col_off)  # fmt: skip
-            span = tuple(int(min(max(v, 0), spec.tile)) for v in span)
+            # the valid cells' extent in the tile's own pixels, each cell counted whole
+            top, left = (r0 + rows[0]) * cell - tile.row_off, (c0 + cols[0]) * cell - tile.col_off
+            bottom = (r0 + rows[-1] + 1) * cell - tile.row_off
+            right = (c0 + cols[-1] + 1) * cell - tile.col_off
+            span = tuple(int(np.clip(v, 0, spec.tile)) for v in (top, bottom, left, right))
             tile = trim(tile, span, spec.tile, multiple)  # type: ignore[arg-type]
         top, bottom, left, right = tile.cut
         computed += (spec.tile - top - bottom) * (spec.tile - left - right)
