@@ -111,6 +111,7 @@ class RowBlender:
         self._wsum = np.zeros((self.band_rows, width), np.float32)
         self._scratch = np.empty((channels, spec.tile, spec.tile), np.float32)
         self._base = 0  # scene row held in band row 0: every row above it has been handed on
+        self._handing_on = False  # finished()'s pieces are still being taken
 
     @property
     def nbytes(self) -> int:
@@ -130,6 +131,7 @@ class RowBlender:
             ValueError: wrong shape, a tile outside the scene, a tile above rows already handed
                 on, or one further down than the band reaches (call :meth:`finished` first).
         """
+        self._check_taken()
         size = self.spec.tile
         prob = np.asarray(prob, dtype=np.float32)
         top, bottom, left, right = tile.cut
@@ -162,44 +164,64 @@ class RowBlender:
         self._acc[:, rows, cols] += weighted
         self._wsum[rows, cols] += weights
 
-    def finished(self, next_row_off: int) -> Iterator[tuple[int, np.ndarray]]:
+    def finished(
+        self, next_row_off: int, piece_rows: int | None = None
+    ) -> Iterator[tuple[int, np.ndarray]]:
         """Hand on every row above ``next_row_off``, where the next tile row starts.
 
-        The work is done at the call, not lazily, so the band moves even if the result is dropped.
+        Rows are divided out one piece at a time as the caller iterates, so a piece may be
+        written before the next is made: memory holds one piece, not the whole tile row of the
+        scene's width. The band moves on once the last piece is taken: iterate the result to
+        the end before adding tiles or asking for rows again (either raises until then).
 
         Args:
             next_row_off: ``row_off`` of the next tile row to be added (``height`` at the end).
                 Rows above it are final; a value at or above the rows already handed on is a
                 no-op.
+            piece_rows: most rows a piece holds (default: the band's height).
 
         Returns:
-            ``(row0, probs)`` chunks, top to bottom, none if no row is final yet: ``probs`` is
+            ``(row0, probs)`` pieces, top to bottom, none if no row is final yet: ``probs`` is
             ``(channels, n, width)`` float32, the blended probabilities of scene rows ``row0 ..
-            row0 + n - 1`` (``n <= band_rows``), a new array the caller may keep. Pixels no tile
-            covered (every tile over them skipped as no data) are NaN.
+            row0 + n - 1``, a new array the caller may keep. Pixels no tile covered (every tile
+            over them skipped as no data) are NaN.
+
+        Raises:
+            RuntimeError: the rows handed on by an earlier call were not all taken.
         """
+        self._check_taken()
         stop = min(next_row_off, self.height)
         n = stop - self._base
         if n <= 0:
             return iter(())
-        held = min(n, self.band_rows)
-        acc, wsum = self._acc[:, :held], self._wsum[:held]
-        probs = np.full((self.channels, held, self.width), np.nan, np.float32)
-        np.divide(acc, wsum, out=probs, where=np.broadcast_to(wsum > 0, probs.shape))
-        row0 = self._base
+        self._handing_on = True
+        return self._hand_on(n, stop, max(1, piece_rows or self.band_rows))
+
+    def _hand_on(self, n: int, stop: int, step: int) -> Iterator[tuple[int, np.ndarray]]:
+        held, row0 = min(n, self.band_rows), self._base
+        for start in range(0, held, step):
+            rows = slice(start, min(start + step, held))
+            acc, wsum = self._acc[:, rows], self._wsum[rows]
+            probs = np.full(acc.shape, np.nan, np.float32)
+            np.divide(acc, wsum, out=probs, where=np.broadcast_to(wsum > 0, probs.shape))
+            yield row0 + start, probs
         self._advance(n)
+        self._handing_on = False
         # Rows below the band were never touched (a run of skipped tile rows): NaN, made one
-        # band at a time as the caller iterates, so even a huge gap costs no more memory.
-        return itertools.chain([(row0, probs)], self._untouched(row0 + held, stop))
+        # piece at a time as the caller iterates, so even a huge gap costs no more memory.
+        for piece0 in range(row0 + held, stop, step):
+            yield piece0, np.full((self.channels, min(step, stop - piece0), self.width),
+                                  np.nan, np.float32)  # fmt: skip
 
-    def _untouched(self, start: int, stop: int) -> Iterator[tuple[int, np.ndarray]]:
-        for row0 in range(start, stop, self.band_rows):
-            n = min(self.band_rows, stop - row0)
-            yield row0, np.full((self.channels, n, self.width), np.nan, np.float32)
+    def _check_taken(self) -> None:
+        if self._handing_on:
+            raise RuntimeError(
+                "rows handed on by finished() were not all taken: iterate its result to the end"
+            )
 
-    def flush(self) -> Iterator[tuple[int, np.ndarray]]:
+    def flush(self, piece_rows: int | None = None) -> Iterator[tuple[int, np.ndarray]]:
         """Hand on all remaining rows, down to the scene's last; see :meth:`finished`."""
-        return self.finished(self.height)
+        return self.finished(self.height, piece_rows)
 
     def _advance(self, n: int) -> None:
         """Drop the first ``n`` band rows: move the live rows up and zero the freed ones."""

@@ -224,3 +224,37 @@ def test_unpad_inverts_pad_for_blender_input() -> None:
     spec = TileSpec(64, 8)
     (tile,) = tile_grid(10, 20, spec)
     assert unpad_tile(weight_window(tile, spec), tile.pad).shape == (10, 20)
+
+
+def test_rows_are_handed_on_in_pieces_of_the_asked_height() -> None:
+    """A tile row as wide as the scene goes out in pieces (each a new array, made as the caller
+    takes it), equal to the rows handed on whole; the band moves once the last is taken."""
+    spec = TileSpec(64, 8)
+    tiles = tile_grid(200, 300, spec)
+    rows, cols = np.mgrid[0:200, 0:300].astype(np.float32)
+    truth = (np.sin(rows / 7) * np.cos(cols / 11)) ** 2
+
+    def blender_after_first_row() -> RowBlender:
+        blender = RowBlender(200, 300, spec, ahead=False)
+        for t in tiles[: len({t.col_off for t in tiles})]:
+            blender.add(t, pad_tile(truth[None, t.row_off : t.row_end, t.col_off : t.col_end], 64))
+        return blender
+
+    second_row = tiles[len({t.col_off for t in tiles})]
+    nxt, zeros = second_row.row_off, np.zeros((1, 64, 64), np.float32)
+    whole = list(blender_after_first_row().finished(nxt))
+    pieced = blender_after_first_row()
+    pieces = pieced.finished(nxt, piece_rows=10)
+    row0, first = next(pieces)
+    assert (row0, first.shape) == (0, (1, 10, 300))
+    with pytest.raises(RuntimeError, match="not all taken"):
+        pieced.add(second_row, zeros)
+    with pytest.raises(RuntimeError, match="not all taken"):
+        pieced.finished(nxt)
+    rest = list(pieces)
+    assert [r for r, _ in rest] == list(range(10, nxt, 10))
+    assert max(p.shape[1] for _, p in rest) <= 10
+    np.testing.assert_array_equal(np.concatenate([first, *(p for _, p in rest)], axis=1),
+                                  np.concatenate([p for _, p in whole], axis=1))  # fmt: skip
+    assert sum(p.shape[1] for _, p in whole) == nxt
+    pieced.add(second_row, zeros)  # the band moved on
