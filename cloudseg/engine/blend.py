@@ -22,7 +22,6 @@ row above it is final and no tile may land there again.
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Iterator
 from functools import lru_cache
 
