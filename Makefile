@@ -15,7 +15,7 @@ install: $(STAMP)
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@# pip's log is long (local wheel indexes); keep it in a file and show it only on failure.
-	$(BIN)/pip install -q -e '.[train,dev,openvino,vector,stac,ray]' > $(VENV)/install.log 2>&1 \
+	$(BIN)/pip install -q -e '.[train,dev,openvino,vector,stac,ray,xarray,docs]' > $(VENV)/install.log 2>&1 \
 		|| { tail -n 40 $(VENV)/install.log; exit 1; }
 	@# ukis-csmask (the `ukis` extra) for the foreign-model tests and benchmarks/peer.py. Not
 	@# through the extra: --no-deps keeps its onnxruntime extras from replacing onnxruntime-gpu.
@@ -26,7 +26,7 @@ $(STAMP): pyproject.toml
 # NVIDIA GPUs: CUDA/cuDNN runtime wheels and the TensorRT 10 runtime (the [tensorrt] extra) on
 # top of `make install`. TensorRT's wheel comes from pypi.nvidia.com (see pyproject.toml).
 install-gpu: install
-	$(BIN)/pip install -q -e '.[train,dev,openvino,vector,stac,ray,tensorrt]'
+	$(BIN)/pip install -q -e '.[train,dev,openvino,vector,stac,ray,xarray,docs,tensorrt]'
 
 # The whole story on synthetic data, on the CPU, in a few minutes: a training set and a separate
 # test scene, a short r18 training run, export to ONNX, cloudseg-run, scores against the truth.

@@ -1,20 +1,15 @@
 """Shared by every test: helper modules in ``tests/helpers`` are importable by name, and the
 path of the real 38-Cloud sample that CI lays beside the checkout."""
 
-import os
 import sys
-import tempfile
 from pathlib import Path
 
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent / "helpers"))
 
-# The test session (and every command it starts) gets its own cloudseg home: a proof, model or
-# run the developer keeps in ~/.cache/cloudseg must not change what --precision auto or --model
-# picks. Proofs and speeds are kept by the model file's SHA-256, so tests that write them use
-# model files of their own.
-os.environ["CLOUDSEG_HOME"] = tempfile.mkdtemp(prefix="cloudseg-test-home-")
+# The test session's own cloudseg home is set by the repository's conftest.py (the API's
+# doctests need it too); tests that write proofs or speeds use model files of their own.
 
 #: ``../shared/data/38cloud-sample`` relative to the repository: 12 real 38-Cloud patches.
 SAMPLE = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "38cloud-sample"

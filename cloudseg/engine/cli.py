@@ -204,8 +204,8 @@ def main(
     """Mask clouds in SCENES: Landsat 8/9 scene folders (Level-1 or -2), 4-band GeoTIFFs, STAC
     items (local .json or http(s) URLs), URLs of 4-band COGs, 38-Cloud test scenes given as
     <split folder>::<scene id>, or @manifest files listing any of these, one per line."""
+    from cloudseg.api import mask_scenes
     from cloudseg.engine.heap import bound_heap
-    from cloudseg.engine.run import RunConfig, run
 
     bound_heap()  # before the first large array: freed memory goes back to the system
 
@@ -215,10 +215,9 @@ def main(
     # ONNX Runtime logs its own warnings (e.g. a provider that failed to load) before our one-line
     # error says the same; the CLI owns this process, so ORT logs only fatal errors.
     onnxruntime.set_default_logger_severity(4)
-    config = RunConfig(
-        model=model,
+    # The command is a thin layer over the Python API: the same call a pipeline makes.
+    options = dict(
         provider=provider,
-        out=out,
         batch=batch,
         tile=tile,
         memory_budget=memory_budget,
@@ -244,7 +243,7 @@ def main(
         trt_cache=trt_cache,
     )
     try:
-        outcome = run(list(scenes), config)
+        outcome = mask_scenes(scenes, out, model=model, **options)
     except KeyboardInterrupt:
         click.echo("interrupted: no partial outputs were left", err=True)
         sys.exit(130)

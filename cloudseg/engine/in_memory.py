@@ -1,5 +1,6 @@
 """A scene through the engine into arrays instead of files: for small scenes that are judged,
-not written (the real reference items of :mod:`cloudseg.engine.proof`, benchmarks/accuracy.py).
+not written (the real reference items of :mod:`cloudseg.engine.proof`, benchmarks/accuracy.py),
+and for :func:`cloudseg.predict`, which keeps only the mask codes (and probabilities if asked).
 
 It is the same road as ``cloudseg-run`` (:func:`cloudseg.engine.pipeline.run_scene`: tiles read
 and normalised as the card says, batched, run, blended) with a sink that keeps the rows, so an
@@ -16,7 +17,7 @@ import numpy as np
 from cloudseg.card import ModelCard
 from cloudseg.engine.backend import Backend
 from cloudseg.engine.pipeline import SceneJob, run_scene
-from cloudseg.engine.summary import mask_codes
+from cloudseg.engine.summary import NODATA, mask_codes
 from cloudseg.engine.tiling import TileSpec
 from cloudseg.scene import Scene
 
@@ -58,6 +59,40 @@ class _KeepRows:
         rows = slice(row0, row0 + probs.shape[1])
         self.probabilities[:, rows] = probs
         self.valid[rows] = valid
+
+
+class _KeepCodes:
+    """A :class:`cloudseg.engine.pipeline.RowSink` that keeps uint8 mask codes (1 byte a pixel)
+    and, if asked, the float32 probabilities: nothing else scene-sized."""
+
+    def __init__(self, height: int, width: int, channels: int, probabilities: bool) -> None:
+        self.codes = np.full((height, width), NODATA, np.uint8)
+        self.probabilities = (
+            np.full((channels, height, width), np.nan, np.float32) if probabilities else None
+        )
+
+    def write_rows(self, row0, probs, valid, threshold, bands=None, qa=None) -> None:  # noqa: ANN001
+        rows = slice(row0, row0 + probs.shape[1])
+        shadow = probs[1] if len(probs) == 2 else None
+        self.codes[rows] = mask_codes(probs[0], shadow, valid, threshold)[0]
+        if self.probabilities is not None:
+            self.probabilities[:, rows] = np.where(valid, probs, np.float32(np.nan))
+
+
+def mask_scene(
+    job: SceneJob, backend: Backend, threshold: float, probabilities: bool = False
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """The mask codes ``cloudseg-run`` would write for ``job``'s scene, in memory.
+
+    Returns:
+        ``(codes, probs)``: ``(H, W)`` uint8 codes (:data:`cloudseg.engine.summary.MASK_CODES`)
+        and, if asked, ``(K, H, W)`` float32 probabilities (NaN where no data), else None.
+    """
+    scene = job.scene
+    channels = 2 if backend.options.shadow else 1
+    sink = _KeepCodes(scene.height, scene.width, channels, probabilities)
+    run_scene(job, backend, sink, threshold)
+    return sink.codes, sink.probabilities
 
 
 def predict_scene(

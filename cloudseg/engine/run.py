@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +30,7 @@ from cloudseg.data.sources import expand, open_any
 from cloudseg.engine import models
 from cloudseg.engine.backend import Backend
 from cloudseg.engine.config import RunConfig, default_batch
-from cloudseg.engine.registry import choose, is_torch_model, open_backend
+from cloudseg.engine.registry import Choice, choose, is_torch_model, open_backend
 from cloudseg.engine.report import RunOutcome, RunReport, SceneEntry, run_key
 from cloudseg.engine.scene_task import (
     Prepared,
@@ -49,7 +49,15 @@ from cloudseg.scene import Scene, check_value_kind
 log = logging.getLogger("cloudseg.run")
 
 
-__all__ = ["RunConfig", "RunOutcome", "default_batch", "model_card", "run"]
+__all__ = [
+    "EngineSetup",
+    "RunConfig",
+    "RunOutcome",
+    "default_batch",
+    "model_card",
+    "plan_engine",
+    "run",
+]
 
 
 def model_card(model: Path) -> ModelCard:
@@ -58,6 +66,51 @@ def model_card(model: Path) -> ModelCard:
     if is_torch_model(model):
         return read_json((model if model.is_dir() else model.parent) / "card.json")
     return read_card(model)
+
+
+@dataclass(frozen=True)
+class EngineSetup:
+    """What a run decides from its first scene, before any backend exists: the model (resolved
+    to a file), its card, the providers to try, the tile grid and the threshold."""
+
+    config: RunConfig  # with the model resolved to its file
+    card: ModelCard
+    choice: Choice
+    spec: TileSpec
+    threshold: float
+    extra: dict[str, Any]  # for the summary: the tile plan, when the tile was planned
+
+
+def plan_engine(first: Scene, config: RunConfig) -> EngineSetup:
+    """The model, providers, tile and threshold for scenes like ``first``: one decision that
+    ``cloudseg-run`` and :func:`cloudseg.predict` share, so both run a scene alike.
+
+    Raises:
+        CloudsegError: no model fits, a named provider is unknown, or the tile does not fit the
+            model or the memory budget.
+    """
+    if config.model is None:
+        model, why = models.default_for(first)
+        log.info("model: %s (no --model given)", why)
+        config = replace(config, model=model)
+    else:
+        config = replace(config, model=models.resolve(config.model))
+    card = model_card(Path(config.model))
+    if (warning := models.warn_if_synthetic(card, Path(config.model), first)) is not None:
+        log.warning("%s", warning)
+    choice = choose(config.provider, config.model, config.device)
+    tile, extra = config.tile, {}
+    provider = choice.candidates[0] if choice.candidates else "cpu"
+    batch = config.batch or default_batch(provider, config.device)
+    if tile is None:  # the first scene's best size: one backend (one shape) for all
+        tile_plan = plan_tiles(card, first, provider, batch, config.memory_budget)
+        tile = tile_plan.tile
+        extra["tile_plan"] = tile_plan.as_dict() | {"planned_on": first.scene_id}
+    card.check_tile(tile)
+    check_tile_budget(card, tile, provider, batch, config.memory_budget)
+    overlap = card.default_overlap(tile) if config.overlap is None else config.overlap
+    threshold = card.threshold if config.threshold is None else config.threshold
+    return EngineSetup(config, card, choice, TileSpec(tile, overlap), threshold, extra)
 
 
 def run(scenes: list[str | Path], config: RunConfig) -> RunOutcome:
@@ -75,31 +128,10 @@ def _run(specs: list[str], config: RunConfig) -> RunOutcome:
     start, first, early = _first_that_opens(specs, config.keep_going)
     if first is None:
         return _all_failed(specs, early, config)
-    if config.model is None:
-        model, why = models.default_for(first)
-        log.info("model: %s (no --model given)", why)
-        config = replace(config, model=model)
-    else:
-        config = replace(config, model=models.resolve(config.model))
-    card = model_card(Path(config.model))
-    if (warning := models.warn_if_synthetic(card, Path(config.model), first)) is not None:
-        log.warning("%s", warning)
-    choice = choose(config.provider, config.model, config.device)
-    tile, tile_plan = config.tile, None
-    provider = choice.candidates[0] if choice.candidates else "cpu"
-    batch = config.batch or default_batch(provider, config.device)
-    if tile is None:  # the first scene's best size: one backend (one shape) for all
-        tile_plan = plan_tiles(card, first, provider, batch, config.memory_budget)
-        tile = tile_plan.tile
-    card.check_tile(tile)
-    check_tile_budget(card, tile, provider, batch, config.memory_budget)
-    overlap = card.default_overlap(tile) if config.overlap is None else config.overlap
-    spec = TileSpec(tile, overlap)
-    threshold = card.threshold if config.threshold is None else config.threshold
-    options = config.as_dict() | {"tile": tile, "overlap": overlap, "threshold": threshold}
-    extra: dict[str, Any] = {}
-    if tile_plan is not None:
-        extra["tile_plan"] = tile_plan.as_dict() | {"planned_on": first.scene_id}
+    setup = plan_engine(first, config)
+    config, card, choice, spec = setup.config, setup.card, setup.choice, setup.spec
+    threshold, tile, extra = setup.threshold, spec.tile, dict(setup.extra)
+    options = config.as_dict() | {"tile": tile, "overlap": spec.overlap, "threshold": threshold}
     if not config.keep_going:  # refused before any folder or ledger is made
         check_value_kind(card, first)
     key = run_key(card, Path(config.model), options)
