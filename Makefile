@@ -53,11 +53,13 @@ test: install
 test-all: install
 	$(BIN)/pytest -q -m ''
 
-# ruff, then the layers of ARCHITECTURE.md (import-linter; contracts in pyproject.toml).
+# ruff, the layers of ARCHITECTURE.md (import-linter; contracts in pyproject.toml), the docs.
 lint: install
 	$(BIN)/ruff check cloudseg tests benchmarks
 	$(BIN)/ruff format --check cloudseg tests benchmarks
 	$(BIN)/lint-imports --no-cache
+	@# The docs site: a broken link, a page left out or a stale API name fails the build.
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict -q
 
 format: install
 	$(BIN)/ruff format cloudseg tests benchmarks

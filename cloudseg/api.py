@@ -1,12 +1,12 @@
 """cloudseg from Python: mask an array or an ``xarray.DataArray``, or a list of scenes.
 
-Three functions, re-exported by :mod:`cloudseg`:
+Three functions, re-exported by `cloudseg`:
 
-* :func:`predict` masks what the caller holds in memory (numpy, or xarray from rioxarray,
-  odc-stac or stackstac) and returns the same kind of object, on the same grid;
-* :func:`mask_scenes` does what ``cloudseg-run`` does (the command is a thin layer over it);
-* :func:`read_scene` reads a scene ``cloudseg-run`` takes into an ``xarray.DataArray`` of the
-  values a model reads, for :func:`predict`.
+* ``predict`` masks what the caller holds in memory (numpy, or xarray from rioxarray, odc-stac
+  or stackstac) and returns the same kind of object, on the same grid;
+* ``mask_scenes`` does what ``cloudseg-run`` does (the command is a thin layer over it);
+* ``read_scene`` reads a scene ``cloudseg-run`` takes into an ``xarray.DataArray`` of the values
+  a model reads, for ``predict``.
 
 ``predict`` runs the engine itself, not a copy of it: the scene is tiled, normalised as the
 model's card says, run on the provider and precision ``cloudseg-run`` would choose (the fastest
@@ -45,7 +45,7 @@ BAND_NAMES = {
     "blue": ("blue", "b2", "sr_b2"),
     "nir": ("nir", "nir08", "b5", "sr_b5"),
 }
-#: The attribute :func:`read_scene` sets and :func:`predict` reads: what the values are.
+#: The attribute ``read_scene`` sets and ``predict`` reads: what the values are.
 VALUES_ATTR = "cloudseg_values"
 #: CF flag attributes of a returned mask, so xarray and GIS tools can name the codes.
 MASK_ATTRS = {
@@ -77,16 +77,25 @@ def predict(
     Args:
         data: red, green, blue, nir as a ``(4, H, W)`` array; or a DataArray with a ``band``
             dimension whose labels name the bands (``red``/``B4``/``SR_B4``, ... see
-            :data:`BAND_NAMES`; other bands are ignored) and two spatial dimensions (rioxarray's
+            `BAND_NAMES`; other bands are ignored) and two spatial dimensions (rioxarray's
             CRS and transform are kept); size-1 extra dimensions (``time``) are dropped. Dask-
             backed arrays are read a window at a time.
         model: a name (``ukis-l1c``, ``r34``, ... ``cloudseg-info --models``), an ONNX file or a
             run folder, as ``cloudseg-run --model``; None: the default ``cloudseg-run`` picks.
         values: what ``data`` holds: ``toa_reflectance``, ``surface_reflectance`` or ``dn``.
-            Default: the DataArray's ``cloudseg_values`` attribute (:func:`read_scene` sets
-            it), else what the model reads. A model that reads other values is refused.
-        provider, precision, threshold, tile, overlap, batch, threads, device: as the
-            ``cloudseg-run`` options of the same names.
+            Default: the DataArray's ``cloudseg_values`` attribute
+            ([`read_scene`][cloudseg.read_scene] sets it), else what the model reads. A model
+            that reads other values is refused.
+        provider: ``auto`` (the fastest that starts here), ``cpu``, ``openvino``, ``cuda``,
+            ``tensorrt`` or ``torch``, as ``cloudseg-run --provider``.
+        precision: ``auto`` (on a CPU, the fastest path whose accuracy is proven here, int8
+            variants included), ``f32``, ``bf16`` or ``f16``, as ``--precision``.
+        threshold: cloud where the probability is above it; default: the model card's.
+        tile: tile size in pixels; default: the tile plan's choice for this array.
+        overlap: tile overlap in pixels; default: the card's for the tile.
+        batch: tiles per inference call; default: 1 on CPUs, 4 on GPUs.
+        threads: inference threads; default: every core.
+        device: GPU index, for the GPU providers.
         probabilities: also return the blended probabilities.
         shadow: the cloud-shadow class too (models that have one).
         nodata: a value marking no data where every band holds it (besides NaN, and 0 in every
@@ -155,11 +164,11 @@ def mask_scenes(
         model: as ``--model``.
         **options: any other ``cloudseg-run`` option by its Python name (``provider``,
             ``probabilities``, ``shadow``, ``keep_going``, ``overwrite``, ``ray``, ...): the
-            fields of :class:`cloudseg.engine.config.RunConfig`. ``progress`` is off unless
+            fields of `cloudseg.engine.config.RunConfig`. ``progress`` is off unless
             asked.
 
     Returns:
-        :class:`cloudseg.engine.report.RunOutcome`: ``summaries`` (one dict per scene masked,
+        `cloudseg.engine.report.RunOutcome`: ``summaries`` (one dict per scene masked,
         as its ``_summary.json``) and ``report`` (every scene's status, the failures with
         their reasons, and the report files' folder).
 
@@ -168,7 +177,7 @@ def mask_scenes(
             one line; with ``keep_going=True`` a failed scene is reported instead.
         TypeError: an option ``cloudseg-run`` does not have.
 
-    Example:
+    Examples:
         >>> import tempfile, cloudseg
         >>> outcome = cloudseg.mask_scenes(
         ...     ["../shared/data/biome-l8/LC08_L1TP_101001_20160101_20170101_01_T1"],
@@ -200,13 +209,13 @@ def read_scene(scene: str | os.PathLike[str], values: str | None = None) -> xarr
     Returns:
         Bands ``red, green, blue, nir``; NaN where the scene has no data (and where its
         quality band says fill); ``x`` and ``y`` at pixel centres, the CRS and transform
-        written the rioxarray way, and the ``cloudseg_values`` attribute :func:`predict`
-        reads. The whole scene is read: 16 bytes a pixel.
+        written the rioxarray way, and the ``cloudseg_values`` attribute
+        [`predict`][cloudseg.predict] reads. The whole scene is read: 16 bytes a pixel.
 
     Raises:
         CloudsegError: the scene cannot be read or cannot give ``values``.
 
-    Example:
+    Examples:
         >>> import cloudseg
         >>> toa = cloudseg.read_scene(
         ...     "../shared/data/biome-l8/LC08_L1TP_110010_20160101_20170101_01_T1")

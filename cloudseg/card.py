@@ -45,7 +45,7 @@ OUTPUT_KINDS = ("sigmoid", "softmax")
 DEFAULT_TILE = 384
 DEFAULT_SIZE_MULTIPLE = 32
 #: Pixels a tile overlaps each neighbour by on each side: about the UNets' effective receptive
-#: field at full resolution (seams measured in the README's Run section: 384/32 keeps 99.92 %).
+#: field at full resolution (seams measured in docs/run.md: 384/32 keeps 99.92 %).
 DEFAULT_OVERLAP = 32
 
 

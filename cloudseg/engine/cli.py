@@ -253,7 +253,9 @@ def main(
     report = outcome.report
     if report is not None and len(report.entries) > 1:
         counts = ", ".join(f"{n} {k}" for k, n in report.counts().items())
-        click.echo(f"{len(report.entries)} scenes: {counts}; report in {report.folder}")
+        page = report.folder / "cloudseg-run.html"
+        where = page if page.is_file() else report.folder
+        click.echo(f"{len(report.entries)} scenes: {counts}; report in {where}")
     failed = report.failed if report is not None else []
     if failed:
         where = report.folder / "cloudseg-run.json"

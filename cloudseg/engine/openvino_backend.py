@@ -2,7 +2,7 @@
 
 Why a second CPU runtime: on CPUs with AMX or AVX512-BF16, OpenVINO's CPU plugin runs the UNets'
 convolutions on the bf16 matrix units (oneDNN ``brgconv_avx512_amx_bf16`` kernels), 3-4x ONNX
-Runtime's fp32 on this project's own exports (README, Benchmarks). ONNX Runtime's CPU provider has
+Runtime's fp32 on this project's own exports (docs/benchmarks.md). ONNX Runtime's CPU provider has
 no bf16 convolutions.
 
 * Precision (``--precision``): ``auto`` is bf16 only where the CPU has AVX512-BF16 or AMX

@@ -73,6 +73,7 @@ class OutputPaths:
     vector: Path
     preview: Path
     summary: Path
+    item: Path  # the STAC Item of the others (cloudseg.engine.stac_out)
 
     @classmethod
     def for_scene(cls, out_dir: str | os.PathLike[str], scene_id: str) -> OutputPaths:
@@ -84,12 +85,13 @@ class OutputPaths:
             vector=base / f"{scene_id}_clouds.gpkg",
             preview=base / f"{scene_id}_preview.png",
             summary=base / f"{scene_id}_summary.json",
+            item=base / f"{scene_id}_item.json",
         )
 
     def files(self, probabilities: bool, polygons: bool = False) -> tuple[Path, ...]:
         """The paths a run writes: probabilities and polygons only when asked for."""
         extra = ((self.prob,) if probabilities else ()) + ((self.vector,) if polygons else ())
-        return (self.mask, *extra, self.preview, self.summary)
+        return (self.mask, *extra, self.preview, self.summary, self.item)
 
     def check(self, overwrite: bool, probabilities: bool, polygons: bool = False) -> None:
         """Raise :class:`~cloudseg.errors.OutputExistsError` (naming ``--overwrite``) if any

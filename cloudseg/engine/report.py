@@ -6,9 +6,11 @@ scale). ``cloudseg-run.json`` (the run's options and one entry per scene) and
 ``cloudseg-run.csv`` (scene, status, seconds, cloud cover, error) are exported from it,
 atomically, at the end of the run and at most every :data:`EXPORT_EVERY` seconds while it goes
 (and never more than a tenth of the run's time), so their cost does not grow with the square of
-the archive. A scene's status is ``done``, ``skipped`` (``--skip-existing``: the ledger, or the
-files on disk, say it was made with the same model and options) or ``failed`` (with the
-one-line reason).
+the archive. At the end of a run of more than one scene, ``cloudseg-run.html`` too
+(:mod:`cloudseg.engine.report_html`: the same entries, for a person; written once, as it reads
+every scene's preview). A scene's status is ``done``, ``skipped`` (``--skip-existing``: the
+ledger, or the files on disk, say it was made with the same model and options) or ``failed``
+(with the one-line reason).
 
 :func:`run_key` is what "the same model and options" means: the model's card (name, export
 time, file) and every option that changes the outputs.
@@ -31,6 +33,7 @@ from typing import Any
 from cloudseg.atomic import atomic_path
 from cloudseg.card import ModelCard
 from cloudseg.engine.ledger import Ledger, canonical
+from cloudseg.engine.report_html import write_html
 from cloudseg.errors import OutputError
 
 REPORT_JSON = "cloudseg-run.json"
@@ -92,6 +95,7 @@ class RunReport:
         self._lock = threading.Lock()
         self._last_export = time.monotonic()
         self._export_cost = 0.0
+        self._opened = time.monotonic()
         try:
             self.ledger = Ledger(self.folder)
         except (OSError, sqlite3.Error) as exc:
@@ -143,13 +147,16 @@ class RunReport:
         return _counts(self.entries)
 
     def close(self) -> None:
-        """Export the report a last time and close the ledger."""
+        """Export the report a last time (with the HTML page, for more than one scene) and
+        close the ledger."""
         with self._lock:
-            self._write()
+            self._write(final=len(self._order) > 1)
         self.ledger.close()
 
-    def _write(self) -> None:
-        """Export ``cloudseg-run.json`` and ``.csv`` (caller holds the lock)."""
+    def _write(self, final: bool = False) -> None:
+        """Export ``cloudseg-run.json`` and ``.csv``, and with ``final`` ``cloudseg-run.html``
+        (caller holds the lock). The page reads every preview, so it is left out of the
+        exports while the run goes."""
         start = time.monotonic()
         entries = self._in_order()
         doc = {
@@ -172,6 +179,10 @@ class RunReport:
             )
         with atomic_path(self.folder / REPORT_CSV, overwrite=True) as tmp:
             tmp.write_text(text.getvalue())
+        if final:
+            key = json.loads(self.key) if self.key else {}  # no key: no scene opened
+            model = key.get("model", {"file": self.options.get("model")})
+            write_html(self.folder, doc, model, time.monotonic() - self._opened)
         self._last_export = time.monotonic()
         self._export_cost = self._last_export - start
 

@@ -41,6 +41,7 @@ from cloudseg.engine.scene_task import (
     out_dir_for,
     prepare,
 )
+from cloudseg.engine.stac_out import ITEM_SUFFIX, write_collection
 from cloudseg.engine.tile_plan import check_tile_budget, plan_tiles
 from cloudseg.engine.tiling import TileSpec
 from cloudseg.errors import CloudsegError
@@ -116,7 +117,12 @@ def plan_engine(first: Scene, config: RunConfig) -> EngineSetup:
 def run(scenes: list[str | Path], config: RunConfig) -> RunOutcome:
     """Mask every scene (``@manifest`` arguments expanded); see the module docstring."""
     with gdal_env():
-        return _run(expand([str(s) for s in scenes]), config)
+        outcome = _run(expand([str(s) for s in scenes]), config)
+    if outcome.report is not None:  # the STAC Collection of every item the run wrote or kept
+        items = [Path(o) for e in outcome.report.entries if e.status in ("done", "skipped")
+                 for o in e.outputs if o.endswith(ITEM_SUFFIX)]  # fmt: skip
+        write_collection(outcome.report.folder, items)
+    return outcome
 
 
 def _run(specs: list[str], config: RunConfig) -> RunOutcome:

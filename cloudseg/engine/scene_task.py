@@ -29,6 +29,7 @@ from cloudseg.engine.backend import Backend
 from cloudseg.engine.config import RunConfig
 from cloudseg.engine.outputs import OutputPaths, SceneWriter
 from cloudseg.engine.pipeline import RunStats, SceneJob, run_scene
+from cloudseg.engine.stac_out import write_item
 from cloudseg.engine.summary import write_summary
 from cloudseg.engine.tiling import TileSpec
 from cloudseg.errors import OutputExistsError
@@ -211,4 +212,5 @@ def finish(inferred: Inferred, backend: Backend, plan: RunPlan) -> dict[str, Any
         "cpu_count": os.cpu_count(),
     }
     write_summary(paths.summary, summary, overwrite=True)
+    write_item(summary, paths.item)  # last: its presence says every other file is in place
     return summary

@@ -22,7 +22,7 @@ from cloudseg.metrics import Confusion
 
 #: Mask values, as written in ``<id>_cloudmask.tif``.
 CLEAR, CLOUD, SHADOW, NODATA = 0, 1, 2, 255
-#: Meaning of each code, for band descriptions and the README.
+#: Meaning of each code, for band descriptions and docs/run.md.
 MASK_CODES = {CLEAR: "clear", CLOUD: "cloud", SHADOW: "cloud shadow", NODATA: "no data"}
 #: The mask's colour table (RGBA), so GIS tools show the classes without a style file: cloud
 #: white, shadow dark grey, clear green, no data transparent.

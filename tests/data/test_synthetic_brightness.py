@@ -1,7 +1,7 @@
 """Synthetic scenes as bright as real ones where it matters: thick cloud above reflectance 1.0,
 so that tests on synthetic scenes exercise the values that real products hold (and that a
 reader clipping at 1.0 once threw away). The real products of ``../shared/data/landsat-real``
-are the reference; the synthetic share above 1.0 is still lower than theirs (README)."""
+are the reference; the synthetic share above 1.0 is still lower than theirs (docs/providers.md)."""
 
 from __future__ import annotations
 

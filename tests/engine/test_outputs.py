@@ -72,6 +72,7 @@ def test_paths_named_from_scene_id(tmp_path):
         "LC08_X_cloudprob.tif",
         "LC08_X_preview.png",
         "LC08_X_summary.json",
+        "LC08_X_item.json",
     ]
     assert paths.prob not in paths.files(probabilities=False)
 
@@ -104,8 +105,8 @@ def test_mask_keeps_grid_and_format(scene, written):
     assert writer.stats.cloud_cover == pytest.approx(cover)
     # Nothing but the final files: no temporaries, no .aux.xml sidecars.
     assert sorted(p.name for p in out.iterdir()) == sorted(
-        p.name for p in writer.paths.files(probabilities=True)[:-1]
-    )
+        p.name for p in writer.paths.files(probabilities=True)[:-2]
+    )  # the summary and the STAC item are the run's (scene_task.finish), not the writer's
 
 
 def test_probability_file_in_percent(scene, written):

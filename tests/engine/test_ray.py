@@ -97,7 +97,8 @@ def test_a_killed_worker_costs_only_its_scene(cluster, archive, tmp_path) -> Non
     for entry in entries:
         if entry.status == "done":
             assert all(Path(p).is_file() for p in entry.outputs)
-            summary = json.loads(Path(entry.outputs[-1]).read_text())
+            (summary_file,) = [p for p in entry.outputs if p.endswith("_summary.json")]
+            summary = json.loads(Path(summary_file).read_text())
             assert summary["provider"] == ["CPUExecutionProvider"]
             assert summary["backend"]["threads"] == 1  # one core per actor on the 2-CPU cluster
     report = json.loads((out / "cloudseg-run.json").read_text())

@@ -160,8 +160,8 @@ def test_cli_writes_georeferenced_outputs(tmp_path, model):
     assert result.exit_code == 0, result.output
     names = sorted(p.name for p in out.iterdir())
     assert names == ["cloudseg-run.csv", "cloudseg-run.json", "cloudseg-run.sqlite",
-                     "scene_cloudmask.tif", "scene_cloudprob.tif", "scene_preview.png",
-                     "scene_summary.json"]  # fmt: skip
+                     "collection.json", "scene_cloudmask.tif", "scene_cloudprob.tif",
+                     "scene_item.json", "scene_preview.png", "scene_summary.json"]  # fmt: skip
     with rasterio.open(out / "scene_cloudmask.tif") as mask, rasterio.open(stack) as src:
         assert (mask.crs, mask.transform, mask.shape) == (src.crs, src.transform, src.shape)
         values = mask.read(1)
@@ -354,7 +354,7 @@ def test_tiled_inference_agrees_with_whole_image_inference(tmp_path, trained_r34
     whole image's on average. The same measure must see seams where there is no overlap (128 px
     tiles, overlap 0 against 32): the test can tell a seam from none.
 
-    Measured with this model on this scene (README, "Run"): all-pixel agreement 64/16 px 98.95 %,
+    Measured with this model on this scene (docs/run.md): all-pixel agreement 64/16 px 98.95 %,
     128/32 99.70 %, 256/32 99.89 %, 256/64 99.94 %, 384/32 99.92 %.
     """
     run, _ = trained_r34

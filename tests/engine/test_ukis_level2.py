@@ -42,7 +42,7 @@ UKIS_MATCHING_OVERLAP = 26
 #: offset between the two grids (ukis's first tile starts 0.2 * 256 / 2 = 51 px outside the
 #: image, ours at its edge). Measured on LC08_L2SP_001062: CSmask against itself 97.2 % at 8 px,
 #: 95.2 % at 16, 89.5 % at 26, 86.3 % at 51; cloudseg against CSmask 88.7 %. The issue's bar (a
-#: 16 px shift) assumed grids closer than this one's are; see the README.
+#: 16 px shift) assumed grids closer than this one's are; see docs/providers.md.
 SHIFT = 51
 
 pytestmark = pytest.mark.skipif(not LEVEL2, reason=f"no real Level-2 products at {REAL}")
