@@ -2,10 +2,10 @@
 
 Probabilities have ``channels`` planes (cloud, and cloud shadow when the model has it), blended
 with the same weights. Each tile's probabilities are multiplied by :func:`weight_window` and
-accumulated, together with the weights, into a band of rows; a row is divided out
-(``acc / wsum``) and handed on once no future tile can touch it. Because the weighted mean of
-equal values is that value, a model whose output is a per-pixel function of its input is
-reconstructed exactly whatever the weights.
+accumulated into a band of rows; a row is divided by the sum of the weights over it (summed
+from the tiles placed, not held) and handed on once no future tile can touch it. Because the
+weighted mean of equal values is that value, a model whose output is a per-pixel function of
+its input is reconstructed exactly whatever the weights.
 
 Row-major contract: tiles arrive one tile row after another (as :func:`tile_grid` lists them).
 Within a row, and across the current and the next tile row, any order is fine (batches finish out
@@ -83,7 +83,7 @@ def weight_window(tile: Tile, spec: TileSpec) -> np.ndarray:
 class RowBlender:
     """Weighted accumulation of tile probabilities over a band of rows that moves down the scene.
 
-    Memory is ``(channels + 1) * band_rows * width`` float32 plus one tile of scratch, with
+    Memory is ``channels * band_rows * width`` float32 plus one tile of scratch, with
     ``band_rows = min(height, tile + stride)``: the rows of the tile row being added plus those of
     the next one, so a pipeline may add the next row's first tiles before it has finished the
     current row. It does not depend on the scene's height.
@@ -107,7 +107,10 @@ class RowBlender:
         # (the pipeline does), so the band is one tile deep, not tile + stride.
         self.band_rows = min(height, spec.tile + (spec.stride if ahead else 0))
         self._acc = np.zeros((channels, self.band_rows, width), np.float32)
-        self._wsum = np.zeros((self.band_rows, width), np.float32)
+        # The weights' sum is not held as a band: it is a function of the tiles placed, summed
+        # again for each piece handed on (in the order they were added, so to the same float32
+        # values), which keeps the band at one plane a channel instead of channels + 1.
+        self._placed: list[tuple[int, int, int, np.ndarray]] = []  # row0, row1, col0, weights
         self._scratch = np.empty((channels, spec.tile, spec.tile), np.float32)
         self._base = 0  # scene row held in band row 0: every row above it has been handed on
         self._handing_on = False  # finished()'s pieces are still being taken
@@ -115,7 +118,7 @@ class RowBlender:
     @property
     def nbytes(self) -> int:
         """Bytes held by the accumulators and scratch."""
-        return self._acc.nbytes + self._wsum.nbytes + self._scratch.nbytes
+        return self._acc.nbytes + self._scratch.nbytes
 
     def add(self, tile: Tile, prob: np.ndarray) -> None:
         """Accumulate one tile's probabilities.
@@ -161,7 +164,8 @@ class RowBlender:
         np.multiply(weights, prob, out=weighted)
         rows, cols = slice(r0 + top, r1 - bottom), slice(tile.col_off + left, tile.col_end - right)
         self._acc[:, rows, cols] += weighted
-        self._wsum[rows, cols] += weights
+        # the weights are a view of the shared, read-only window: nothing is copied
+        self._placed.append((tile.row_off + top, tile.row_end - bottom, cols.start, weights))
 
     def finished(
         self, next_row_off: int, piece_rows: int | None = None
@@ -200,7 +204,7 @@ class RowBlender:
         held, row0 = min(n, self.band_rows), self._base
         for start in range(0, held, step):
             rows = slice(start, min(start + step, held))
-            acc, wsum = self._acc[:, rows], self._wsum[rows]
+            acc, wsum = self._acc[:, rows], self._weight_sum(row0 + rows.start, row0 + rows.stop)
             probs = np.full(acc.shape, np.nan, np.float32)
             np.divide(acc, wsum, out=probs, where=np.broadcast_to(wsum > 0, probs.shape))
             yield row0 + start, probs
@@ -211,6 +215,17 @@ class RowBlender:
         for piece0 in range(row0 + held, stop, step):
             yield piece0, np.full((self.channels, min(step, stop - piece0), self.width),
                                   np.nan, np.float32)  # fmt: skip
+
+    def _weight_sum(self, row0: int, row1: int) -> np.ndarray:
+        """``(row1 - row0, width)`` float32 sum of the placed tiles' weights over those rows."""
+        wsum = np.zeros((row1 - row0, self.width), np.float32)
+        for top, bottom, col0, weights in self._placed:
+            r0, r1 = max(top, row0), min(bottom, row1)
+            if r0 < r1:
+                wsum[r0 - row0 : r1 - row0, col0 : col0 + weights.shape[1]] += weights[
+                    r0 - top : r1 - top
+                ]
+        return wsum
 
     def _check_taken(self) -> None:
         if self._handing_on:
@@ -225,7 +240,8 @@ class RowBlender:
     def _advance(self, n: int) -> None:
         """Drop the first ``n`` band rows: move the live rows up and zero the freed ones."""
         keep = self.band_rows - n
-        for buf in (*self._acc, self._wsum):
+        self._placed = [p for p in self._placed if p[1] > self._base + n]
+        for buf in self._acc:
             # Copy in chunks of at most n rows: source and target never overlap, so numpy
             # makes no temporary band-sized copy.
             for dst in range(0, keep, n):
