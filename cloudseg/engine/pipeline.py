@@ -187,6 +187,48 @@ class TileReader:
             reader.close()
 
 
+class BlockRows:
+    """A scene's bands and QA read one block row at a time (the rows of the files' internal
+    tiles), handed out in pieces: each block row is decoded once however the pieces cut it
+    (pieces of 67 rows of a scene in 256-row blocks decoded each block about four times: 6.4 s
+    of the writer's reading on a 7800 px scene against 1.7 s). Holds one block row."""
+
+    def __init__(self, scene: Scene, reader: SceneReader) -> None:
+        self.scene, self.reader = scene, reader
+        # A scene without blocks (an array in memory) is read piece by piece, as asked.
+        shape = getattr(scene, "block_shape", None)
+        self.block = int(shape[0]) if shape else None
+        self._start, self._raw, self._qa = 0, None, None
+
+    def rows(self, row0: int, n: int) -> tuple[np.ndarray, np.ndarray | None]:
+        """``(4, n, W)`` raw values and ``(n, W)`` QA classes (or None) of rows ``row0 ..``."""
+        raws, qas, row = [], [], row0
+        while row < row0 + n:
+            end = self._start + (0 if self._raw is None else self._raw.shape[1])
+            if not self._start <= row < end:
+                self._raw = self._qa = None  # freed before the next is read: one block row
+                if self.block:
+                    self._start = row // self.block * self.block
+                    stop = min(self.scene.height, self._start + self.block)
+                else:
+                    self._start, stop = row, row0 + n
+                window = Window(0, self._start, self.scene.width, stop - self._start)
+                self._raw, self._qa = self.reader.read(window), self.reader.read_qa(window)
+                end = stop
+            take = slice(row - self._start, min(row0 + n, end) - self._start)
+            # a piece that runs into the next block row keeps a copy of this one's part, not
+            # the whole block row it is a view of
+            last = row0 + n <= end
+            raws.append(self._raw[:, take] if last else self._raw[:, take].copy())
+            qa = None if self._qa is None else self._qa[take]
+            qas.append(qa if last or qa is None else qa.copy())
+            row += take.stop - take.start
+        if len(raws) == 1:
+            return raws[0], qas[0]
+        qa = None if qas[0] is None else np.concatenate(qas)
+        return np.concatenate(raws, axis=1), qa
+
+
 class RowWriter(threading.Thread):
     """Writes finished rows in the background; re-reads their bands (and QA) for the writer."""
 
@@ -200,12 +242,11 @@ class RowWriter(threading.Thread):
     def run(self) -> None:
         try:
             with self.scene.open() as reader:
+                bands = BlockRows(self.scene, reader)
                 while (item := self.rows.get()) is not None:
                     start = time.perf_counter()
                     row0, probs = item
-                    window = Window(0, row0, self.scene.width, probs.shape[1])
-                    raw = reader.read(window)
-                    qa = reader.read_qa(window)
+                    raw, qa = bands.rows(row0, probs.shape[1])
                     self.sink.write_rows(row0, probs, valid_pixels(raw), self.threshold, raw, qa)
                     self.seconds += time.perf_counter() - start
         except BaseException as exc:  # handed to the main thread, which re-raises it
