@@ -76,8 +76,9 @@ def predict(
 
     Args:
         data: red, green, blue, nir as a ``(4, H, W)`` array; or a DataArray with a ``band``
-            dimension whose labels name the bands (``red``/``B4``/``SR_B4``, ... see
-            `BAND_NAMES`; other bands are ignored) and two spatial dimensions (rioxarray's
+            dimension whose labels (or, from rioxarray's ``open_rasterio``, band descriptions)
+            name the bands (``red``/``B4``/``SR_B4``, ... see `BAND_NAMES`; other bands are
+            ignored) and two spatial dimensions (rioxarray's
             CRS and transform are kept); size-1 extra dimensions (``time``) are dropped. Dask-
             backed arrays are read a window at a time.
         model: a name (``ukis-l1c``, ``r34``, ... ``cloudseg-info --models``), an ONNX file or a
@@ -337,6 +338,10 @@ def _scene_of_dataarray(
         raise CloudsegError(f"predict masks one image: select one along {sizes} first")
     data = data.isel({d: 0 for d in extra}).transpose("band", ydim, xdim)
     labels = [str(b).lower() for b in data["band"].values] if "band" in data.coords else []
+    names = data.attrs.get("long_name")  # rioxarray.open_rasterio: band descriptions, bands 1..N
+    if isinstance(names, (list, tuple)) and len(names) == data.sizes["band"]:
+        if not any(label in sum(BAND_NAMES.values(), ()) for label in labels):
+            labels = [str(n).lower() for n in names]
     index = []
     for band in BANDS:
         found = [i for i, label in enumerate(labels) if label in BAND_NAMES[band]]

@@ -67,6 +67,11 @@ def test_bands_are_found_by_name_in_any_order(toa: xr.DataArray) -> None:
     odd = odd.transpose("y", "x", "band").expand_dims(time=1)
     got = cloudseg.predict(odd, model="ukis-l1c", provider="cpu")
     np.testing.assert_array_equal(got.values, want.values)
+    # a GeoTIFF stack through rioxarray: bands 1..4, named by their descriptions
+    descriptions = ("red", "green", "blue", "nir")
+    numbered = toa.assign_coords(band=[1, 2, 3, 4]).assign_attrs(long_name=descriptions)
+    got = cloudseg.predict(numbered, model="ukis-l1c", provider="cpu")
+    np.testing.assert_array_equal(got.values, want.values)
     # a dask-backed array is read window by window, to the same mask
     lazy = cloudseg.predict(toa.chunk({"y": 100, "x": 100}), model="ukis-l1c", provider="cpu")
     np.testing.assert_array_equal(lazy.values, want.values)
