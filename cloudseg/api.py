@@ -47,12 +47,6 @@ BAND_NAMES = {
 }
 #: The attribute ``read_scene`` sets and ``predict`` reads: what the values are.
 VALUES_ATTR = "cloudseg_values"
-#: CF flag attributes of a returned mask, so xarray and GIS tools can name the codes.
-MASK_ATTRS = {
-    "flag_values": [0, 1, 2, 255],
-    "flag_meanings": "clear cloud cloud_shadow no_data",
-    "long_name": "cloudseg cloud mask",
-}
 
 
 def predict(
@@ -138,14 +132,14 @@ def predict(
         threshold=threshold, tile=tile, overlap=overlap, batch=batch, threads=threads,
         device=device, progress=False,
     )  # fmt: skip
-    if _is_dataarray(data):
-        scene, values = _scene_of_dataarray(data, values, nodata, config)
-    else:
+    if not _is_dataarray(data):
         scene = _array_scene(np.asarray(data), _values_for(values, data, config), nodata)
+        codes, probs = _mask_array_scene(scene, config, probabilities)
+        return (codes, probs) if probabilities else codes
+    dims = _spatial_dims(data)
+    scene = _scene_of_dataarray(data, dims, values, nodata, config)
     codes, probs = _mask_array_scene(scene, config, probabilities)
-    if _is_dataarray(data):
-        return _as_dataarrays(data, codes, probs)
-    return (codes, probs) if probabilities else codes
+    return _as_dataarrays(data, dims, scene, codes, probs)
 
 
 def mask_scenes(
@@ -327,11 +321,11 @@ def _spatial_dims(data: Any) -> tuple[str, str]:
 
 
 def _scene_of_dataarray(
-    data: Any, values: str | None, nodata: float | None, config: Any
-) -> tuple[Any, str]:
+    data: Any, dims: tuple[str, str], values: str | None, nodata: float | None, config: Any
+) -> Any:
     if "band" not in data.dims:
         raise CloudsegError(f"a DataArray with dims {data.dims} has no 'band' dimension")
-    ydim, xdim = _spatial_dims(data)
+    ydim, xdim = dims
     extra = [d for d in data.dims if d not in ("band", ydim, xdim)]
     if any(data.sizes[d] != 1 for d in extra):
         sizes = ", ".join(f"{d}={data.sizes[d]}" for d in extra)
@@ -351,17 +345,15 @@ def _scene_of_dataarray(
                 f"them {', '.join(BANDS)}, or one of {', '.join(BAND_NAMES[band])})"
             )
         index.append(found[0])
-    values = values or data.attrs.get(VALUES_ATTR)
-    values = _values_for(values, data, config)
+    values = _values_for(values or data.attrs.get(VALUES_ATTR), data, config)
     if nodata is None:
         nodata = data.attrs.get("nodata", data.attrs.get("_FillValue"))
         if nodata is None and hasattr(data, "rio"):
             nodata = data.rio.nodata
     crs, transform = _grid_of(data)
     band_index = None if index == [0, 1, 2, 3] and len(labels) == 4 else tuple(index)
-    scene = _array_scene(data.data, values, nodata, crs=crs, transform=transform,
-                         scene_id=str(data.name or "array"), band_index=band_index)  # fmt: skip
-    return scene, values
+    return _array_scene(data.data, values, nodata, crs=crs, transform=transform,
+                        scene_id=str(data.name or "array"), band_index=band_index)  # fmt: skip
 
 
 def _grid_of(data: Any) -> tuple[Any, Any]:
@@ -385,22 +377,26 @@ def _write_grid(array: Any, crs: Any, transform: Any) -> Any:
     return array.rio.write_transform(transform)
 
 
-def _as_dataarrays(data: Any, codes: np.ndarray, probs: np.ndarray | None) -> Any:
-    """The mask (and probabilities) on ``data``'s grid: its spatial coordinates, CRS and
-    transform, the codes named in CF attributes."""
+def _as_dataarrays(
+    data: Any, dims: tuple[str, str], scene: Any, codes: np.ndarray, probs: np.ndarray | None
+) -> Any:
+    """The mask (and probabilities) on ``data``'s grid: its spatial coordinates, the CRS and
+    transform its scene was read with, the codes named in CF attributes."""
     import xarray as xr
 
-    ydim, xdim = _spatial_dims(data)
-    coords = {d: data[d] for d in (ydim, xdim) if d in data.coords}
-    crs, transform = _grid_of(data)
-    mask = xr.DataArray(codes, dims=(ydim, xdim), coords=coords, name="cloudmask",
-                        attrs=dict(MASK_ATTRS))  # fmt: skip
-    mask = _write_grid(mask, crs, transform)
+    from cloudseg.engine.summary import MASK_CODES, NODATA
+
+    coords = {d: data[d] for d in dims if d in data.coords}
+    attrs = {"flag_values": list(MASK_CODES),
+             "flag_meanings": " ".join(n.replace(" ", "_") for n in MASK_CODES.values()),
+             "long_name": "cloudseg cloud mask"}  # fmt: skip
+    mask = xr.DataArray(codes, dims=dims, coords=coords, name="cloudmask", attrs=attrs)
+    mask = _write_grid(mask, scene.crs, scene.transform)
     if hasattr(mask, "rio"):
-        mask = mask.rio.write_nodata(255)
+        mask = mask.rio.write_nodata(NODATA)
     if probs is None:
         return mask
     classes = ["cloud", "cloud_shadow"][: len(probs)]
-    prob = xr.DataArray(probs, dims=("class", ydim, xdim), coords={"class": classes, **coords},
+    prob = xr.DataArray(probs, dims=("class", *dims), coords={"class": classes, **coords},
                         name="probability")  # fmt: skip
-    return mask, _write_grid(prob, crs, transform)
+    return mask, _write_grid(prob, scene.crs, scene.transform)

@@ -40,7 +40,9 @@ from rasterio.windows import Window
 from cloudseg.card import VALUE_KIND_WORDS, ModelCard
 from cloudseg.errors import SceneError
 
-__all__ = ["Scene", "SceneReader", "check_value_kind", "clip_window", "whole_pixels"]
+__all__ = [
+    "Scene", "SceneReader", "cell_centres", "check_value_kind", "clip_window", "whole_pixels",
+]  # fmt: skip
 
 
 @runtime_checkable
@@ -159,6 +161,12 @@ def _instead_hint(kind: str, scene: Scene) -> str:
     if kind == "toa_reflectance":
         return ", or give the scene with its _MTL.txt / _MTL.json (reflectance coefficients)"
     return ""
+
+
+def cell_centres(size: int, factor: int) -> np.ndarray:
+    """Indexes ``read_coarse`` samples along an axis of ``size`` pixels: the centre of each
+    ``factor``-pixel cell, or its last pixel where the axis ends mid-cell."""
+    return np.minimum(np.arange(0, size, factor) + factor // 2, size - 1)
 
 
 def whole_pixels(window: Window) -> tuple[int, int, int, int]:

@@ -24,7 +24,7 @@ from rasterio.windows import Window
 from cloudseg.bands import BANDS
 from cloudseg.card import VALUE_KIND_WORDS
 from cloudseg.errors import SceneError
-from cloudseg.scene import clip_window, paste
+from cloudseg.scene import cell_centres, clip_window, paste
 
 __all__ = ["ArrayReader", "ArrayScene"]
 
@@ -140,9 +140,8 @@ class ArrayReader:
 
     def read_coarse(self, factor: int) -> np.ndarray:
         """Every ``factor``-th pixel at each cell's centre, as Landsat's local reader samples."""
-        centre = factor // 2
-        rows = np.minimum(np.arange(0, self.scene.height, factor) + centre, self.scene.height - 1)
-        cols = np.minimum(np.arange(0, self.scene.width, factor) + centre, self.scene.width - 1)
+        rows = cell_centres(self.scene.height, factor)
+        cols = cell_centres(self.scene.width, factor)
         bands = self.scene.band_index or range(len(BANDS))
         return self._clean(np.stack([np.asarray(self.scene.data[i][rows][:, cols]) for i in bands]))
 

@@ -31,7 +31,7 @@ from cloudseg.data import qa as qa_bits
 from cloudseg.data.gdal_errors import describe
 from cloudseg.data.mtl import Mtl, read_mtl, surface_reflectance, toa_reflectance
 from cloudseg.errors import SceneError
-from cloudseg.scene import clip_window, paste
+from cloudseg.scene import cell_centres, clip_window, paste
 
 __all__ = ["LandsatReader", "LandsatScene", "open_scene"]
 
@@ -201,9 +201,7 @@ class LandsatReader:
         shape = (-(-self.scene.height // factor), -(-self.scene.width // factor))
         out = np.empty((len(BANDS), *shape), np.dtype(files.DTYPE))
         step = max(1, COARSE_ROWS // factor) * factor
-        centre = factor // 2
-        # each cell's centre, or its last pixel where the scene ends mid-cell
-        cols = np.minimum(np.arange(0, self.scene.width, factor) + centre, self.scene.width - 1)
+        cols = cell_centres(self.scene.width, factor)
         for path, indexes, part in self._plan:
             ds = self._datasets[path]
             try:
@@ -213,7 +211,7 @@ class LandsatReader:
                 for row0 in range(0, self.scene.height, step):
                     rows = min(step, self.scene.height - row0)
                     data = ds.read(indexes, window=Window(0, row0, self.scene.width, rows))
-                    picked = np.minimum(np.arange(0, rows, factor) + centre, rows - 1)
+                    picked = cell_centres(rows, factor)
                     r0 = row0 // factor
                     out[part, r0 : r0 + len(picked)] = data[:, picked][:, :, cols]
             except RasterioIOError as exc:

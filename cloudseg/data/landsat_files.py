@@ -8,6 +8,7 @@ pre-collection). :mod:`cloudseg.data.landsat` builds scenes from what is found h
 
 from __future__ import annotations
 
+import datetime
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,12 +29,13 @@ from cloudseg.errors import MissingBandError, SceneError
 #: OLI-only LO08/LO09; Landsat 9's OLI-2 has the same band numbers), processing level, WRS
 #: path/row, acquired, processed, collection, tier.
 PRODUCT_ID_RE = re.compile(
-    r"^L[CO]0(?P<mission>[89])_(?P<level>L[12][A-Z]{2})_\d{6}_\d{8}_\d{8}_(?P<collection>\d{2})_"
+    r"^L[CO]0(?P<mission>[89])_(?P<level>L[12][A-Z]{2})_\d{6}_(?P<acquired>\d{8})_\d{8}_"
+    r"(?P<collection>\d{2})_"
     r"(T1|T2|RT)$",
     re.I,
 )
 #: Pre-collection scene id ``LC80440342016164LGN01``.
-SCENE_ID_RE = re.compile(r"^L[CO](?P<mission>[89])\d{6}\d{7}[A-Z]{3}\d{2}$", re.I)
+SCENE_ID_RE = re.compile(r"^L[CO](?P<mission>[89])\d{6}(?P<year_day>\d{7})[A-Z]{3}\d{2}$", re.I)
 
 #: Band file of each product level; names match case-insensitively, ``.TIF`` or ``.TIFF``.
 BAND_SUFFIX: dict[str, str] = {"L1": "_B{n}.TIF", "L2": "_SR_B{n}.TIF"}
@@ -216,6 +218,16 @@ def collection_of(scene_id: str, mtl_collection: int | None) -> int | None:
     if match:
         return int(match["collection"])
     return 0 if SCENE_ID_RE.match(scene_id) else None
+
+
+def acquired_on(scene_id: str) -> datetime.date | None:
+    """The acquisition date an id carries (``..._20160612_...``, or year and day of year in a
+    pre-collection id), or None when it is not a Landsat id."""
+    if match := PRODUCT_ID_RE.match(scene_id):
+        return datetime.datetime.strptime(match["acquired"], "%Y%m%d").date()
+    if match := SCENE_ID_RE.match(scene_id):
+        return datetime.datetime.strptime(match["year_day"], "%Y%j").date()
+    return None
 
 
 def mission_of(scene_id: str) -> str:

@@ -14,7 +14,7 @@ kept, with their spatial and temporal extent.
 from __future__ import annotations
 
 import datetime as dt
-import re
+import json
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -29,6 +29,7 @@ from rasterio.warp import transform_bounds, transform_geom
 
 from cloudseg import __version__
 from cloudseg.atomic import atomic_path
+from cloudseg.data.landsat_files import acquired_on
 from cloudseg.engine.summary import MASK_CODES, NODATA
 
 __all__ = ["COLLECTION", "ITEM_SUFFIX", "item_for", "write_collection", "write_item"]
@@ -37,15 +38,12 @@ ITEM_SUFFIX = "_item.json"
 COLLECTION = "collection.json"
 PROCESSING_SCHEMA = "https://stac-extensions.github.io/processing/v1.2.0/schema.json"
 GEOTIFF = pystac.MediaType.COG
-#: Acquisition date in a Landsat product id (``LC08_L1TP_044034_20160612_...``).
-DATE_IN_ID = re.compile(r"^L[COTEM]0\d_\w{4}_\d{6}_(\d{8})_")
 
 
 def _acquired(scene_id: str, fallback: dt.datetime) -> dt.datetime:
-    match = DATE_IN_ID.match(scene_id)
-    if match is None:
-        return fallback
-    return dt.datetime.strptime(match.group(1), "%Y%m%d").replace(tzinfo=dt.timezone.utc)
+    """Midnight UTC of the acquisition date the product id carries, else ``fallback``."""
+    day = acquired_on(scene_id)
+    return fallback if day is None else dt.datetime.combine(day, dt.time(), dt.timezone.utc)
 
 
 def _footprint(mask: Path) -> tuple[dict[str, Any] | None, list[float] | None, dict[str, Any]]:
@@ -141,10 +139,7 @@ def item_for(summary: Mapping[str, Any], item_path: Path) -> pystac.Item:
 
 def write_item(summary: Mapping[str, Any], item_path: Path) -> Path:
     """Write the scene's item atomically beside its mask; returns its path."""
-    item = item_for(summary, item_path)
-    with atomic_path(item_path, overwrite=True) as tmp:
-        tmp.write_text(_json(item.to_dict(include_self_link=False)))
-    return item_path
+    return _write_json(item_path, item_for(summary, item_path).to_dict(include_self_link=False))
 
 
 def write_collection(folder: Path, item_paths: Iterable[Path]) -> Path | None:
@@ -170,13 +165,11 @@ def write_collection(folder: Path, item_paths: Iterable[Path]) -> Path | None:
         rel = f"./{path.name}" if path.parent.resolve() == folder.resolve() else str(path.resolve())
         collection.add_link(pystac.Link("item", rel, media_type=pystac.MediaType.GEOJSON,
                                         title=item.id))  # fmt: skip
-    out = folder / COLLECTION
-    with atomic_path(out, overwrite=True) as tmp:
-        tmp.write_text(_json(collection.to_dict(include_self_link=False)))
-    return out
+    return _write_json(folder / COLLECTION, collection.to_dict(include_self_link=False))
 
 
-def _json(data: Mapping[str, Any]) -> str:
-    import json
-
-    return json.dumps(data, indent=2) + "\n"
+def _write_json(path: Path, data: Mapping[str, Any]) -> Path:
+    """Indented JSON, written atomically (an item or collection appears whole or not at all)."""
+    with atomic_path(path, overwrite=True) as tmp:
+        tmp.write_text(json.dumps(data, indent=2) + "\n")
+    return path

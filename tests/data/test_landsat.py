@@ -616,3 +616,17 @@ def test_coarse_read_takes_each_cells_centre(scenes, key, factor, monkeypatch):
     rows = np.minimum(np.arange(0, HEIGHT, factor) + factor // 2, HEIGHT - 1)
     cols = np.minimum(np.arange(0, WIDTH, factor) + factor // 2, WIDTH - 1)
     np.testing.assert_array_equal(coarse, whole[:, rows][:, :, cols])
+
+
+@pytest.mark.parametrize(
+    ("scene_id", "day"),
+    [
+        ("LC08_L1TP_044034_20160612_20170324_01_T1", datetime.date(2016, 6, 12)),
+        ("LC80440342016164LGN01", datetime.date(2016, 6, 12)),  # year, day of year 164
+        ("scene", None),
+    ],
+)
+def test_acquisition_date_from_the_id(scene_id: str, day: datetime.date | None) -> None:
+    from cloudseg.data.landsat_files import acquired_on
+
+    assert acquired_on(scene_id) == day
